@@ -1,0 +1,3 @@
+"""kwapi: energy monitoring over a signed ZeroMQ bus."""
+
+__version__ = "1.0.0.dev0"

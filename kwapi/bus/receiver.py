@@ -1,0 +1,237 @@
+"""Receiving measurements: verification, validation and the listener thread.
+
+:class:`MessageValidator` decides on one message, without sockets, so it can
+be tested and fuzzed alone; :class:`Receiver` runs a SUB socket in a thread,
+feeds every message through a validator and hands accepted measurements to
+a handler.  No input stops a receiver: every rejection is counted by reason
+and logged at a bounded rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+
+import zmq
+
+from kwapi.bus.protocol import Measurement, ProtocolError, decode_payload, topic_for
+from kwapi.bus.signing import Verifier
+
+LOG = logging.getLogger(__name__)
+
+#: Every reason a message can be rejected for, in the order checks run.
+REJECT_REASONS = (
+    "bad_frames",
+    "unsigned",
+    "bad_signature",
+    "bad_json",
+    "bad_probe_id",
+    "bad_value",
+    "topic_mismatch",
+    "out_of_window",
+    "replay",
+)
+
+
+class Rejected(Exception):
+    """A message the receiver refused; ``reason`` is one of REJECT_REASONS."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class MessageValidator:
+    """Checks messages in order: frames, signature, payload, topic, time.
+
+    The signature is verified in constant time before the payload is parsed.
+    A message is a replay when its timestamp is not newer than the last one
+    accepted for its probe; it is out of window when it lies more than
+    *window* seconds from *clock*.  When *verifier* is None, signatures are
+    not checked and unsigned (two-frame) messages are accepted.
+    """
+
+    def __init__(
+        self,
+        verifier: Verifier | None,
+        *,
+        window: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._verifier = verifier
+        self._window = window
+        self._clock = clock
+        self._last_timestamp: dict[str, float] = {}
+
+    def check(self, frames: Sequence[bytes]) -> Measurement:
+        """Return the measurement *frames* carry, or raise :class:`Rejected`."""
+        if self._verifier is None:
+            if len(frames) not in (2, 3):
+                raise Rejected("bad_frames", f"{len(frames)} frames, expected 2 or 3")
+        else:
+            if len(frames) == 2:
+                raise Rejected("unsigned", "message has no signature frame")
+            if len(frames) != 3:
+                raise Rejected("bad_frames", f"{len(frames)} frames, expected 3")
+            if not self._verifier.verify(frames[1], frames[2]):
+                raise Rejected("bad_signature", "signature does not match any secret")
+        try:
+            measurement = decode_payload(frames[1])
+        except ProtocolError as exc:
+            raise Rejected(exc.reason, exc.detail) from None
+        if frames[0] != topic_for(measurement.probe_id):
+            raise Rejected(
+                "topic_mismatch",
+                f"topic {bytes(frames[0][:80])!r} does not match probe {measurement.probe_id!r}",
+            )
+        skew = measurement.timestamp - self._clock()
+        if abs(skew) > self._window:
+            raise Rejected(
+                "out_of_window",
+                f"probe {measurement.probe_id!r} timestamp is {skew:+.0f} s from this clock",
+            )
+        last = self._last_timestamp.get(measurement.probe_id)
+        if last is not None and measurement.timestamp <= last:
+            raise Rejected(
+                "replay",
+                f"probe {measurement.probe_id!r} timestamp {measurement.timestamp} "
+                f"is not newer than {last}",
+            )
+        self._last_timestamp[measurement.probe_id] = measurement.timestamp
+        return measurement
+
+
+class ReceiverStats:
+    """Counts of accepted and rejected messages; read from any thread."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.handler_errors = 0
+        self.rejected: Counter[str] = Counter({reason: 0 for reason in REJECT_REASONS})
+
+    def snapshot(self) -> dict[str, object]:
+        """Return a plain copy of the counters."""
+        return {
+            "accepted": self.accepted,
+            "handler_errors": self.handler_errors,
+            "rejected": dict(self.rejected),
+        }
+
+
+class _RateLimitedLog:
+    """Logs at most one line per key per *period* seconds, then a summary count."""
+
+    def __init__(self, logger: logging.Logger, period: float = 10.0) -> None:
+        self._logger = logger
+        self._period = period
+        self._next: dict[str, float] = {}
+        self._suppressed: Counter[str] = Counter()
+
+    def warning(self, key: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now < self._next.get(key, 0.0):
+            self._suppressed[key] += 1
+            return
+        self._next[key] = now + self._period
+        suppressed = self._suppressed.pop(key, 0)
+        if suppressed:
+            message += " (%d more like this since the last report)"
+            args = (*args, suppressed)
+        self._logger.warning(message, *args)
+
+
+Handler = Callable[[Measurement], None]
+
+
+class Receiver(threading.Thread):
+    """A thread that subscribes to *endpoints* and hands valid measurements on.
+
+    *probes* limits the subscription to those probe ids (an empty list means
+    every probe).  *handler* runs in this thread; an exception it raises is
+    logged and counted, never fatal.
+    """
+
+    POLL_MS = 200
+
+    def __init__(
+        self,
+        endpoints: Iterable[str],
+        handler: Handler,
+        validator: MessageValidator,
+        *,
+        probes: Iterable[str] = (),
+        rcvhwm: int = 100_000,
+        context: zmq.Context | None = None,
+        name: str = "receiver",
+    ) -> None:
+        super().__init__(name=name, daemon=True)
+        self.endpoints = list(endpoints)
+        self.probes = list(probes)
+        self.stats = ReceiverStats()
+        self._handler = handler
+        self._validator = validator
+        self._rcvhwm = rcvhwm
+        self._context = context or zmq.Context.instance()
+        self._stop_event = threading.Event()
+        self._ready = threading.Event()
+        self._log = _RateLimitedLog(LOG)
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until the socket is connected and subscribed."""
+        return self._ready.wait(timeout)
+
+    def stop(self) -> None:
+        """Ask the thread to finish its current message and exit."""
+        self._stop_event.set()
+
+    def run(self) -> None:
+        socket = self._context.socket(zmq.SUB)
+        try:
+            socket.setsockopt(zmq.RCVHWM, self._rcvhwm)
+            socket.setsockopt(zmq.LINGER, 0)
+            for probe in self.probes:
+                socket.setsockopt(zmq.SUBSCRIBE, topic_for(probe))
+            if not self.probes:
+                socket.setsockopt(zmq.SUBSCRIBE, b"")
+            for endpoint in self.endpoints:
+                socket.connect(endpoint)
+            self._ready.set()
+            while not self._stop_event.is_set():
+                if not socket.poll(self.POLL_MS):
+                    continue
+                # Drain what is queued, but look at the stop flag now and then.
+                for _ in range(1000):
+                    try:
+                        frames = socket.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self.process(frames)
+        finally:
+            socket.close()
+            self._ready.set()
+
+    def process(self, frames: Sequence[bytes]) -> Measurement | None:
+        """Validate one message and hand it to the handler if it is valid."""
+        try:
+            measurement = self._validator.check(frames)
+        except Rejected as exc:
+            self.stats.rejected[exc.reason] += 1
+            self._log.warning(exc.reason, "rejected message (%s)", exc)
+            return None
+        except Exception:  # a validator bug must not kill the thread either
+            self.stats.rejected["bad_frames"] += 1
+            LOG.exception("unexpected error while checking a message")
+            return None
+        self.stats.accepted += 1
+        try:
+            self._handler(measurement)
+        except Exception as exc:
+            self.stats.handler_errors += 1
+            self._log.warning(
+                "handler", "handler failed on probe %s: %r", measurement.probe_id, exc
+            )
+        return measurement

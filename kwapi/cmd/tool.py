@@ -1,0 +1,121 @@
+"""kwapi: the operator's tool.
+
+``kwapi tail`` subscribes to a driver or forwarder endpoint and prints each
+measurement as it arrives, marking those that fail verification and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+import zmq
+
+from kwapi import __version__
+from kwapi.bus.protocol import is_valid_probe_id, topic_for
+from kwapi.bus.receiver import MessageValidator, Rejected
+from kwapi.bus.signing import Verifier
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kwapi", description="kwapi operator's tool")
+    parser.add_argument("--version", action="version", version=f"kwapi {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    tail = commands.add_parser(
+        "tail", help="print measurements from a driver or forwarder endpoint as they arrive"
+    )
+    tail.add_argument("--endpoint", required=True, help="e.g. ipc:///tmp/kwapi-forwarder")
+    tail.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        help="secret to verify signatures with (repeatable; default: $KWAPI_SECRET); "
+        "without one, signatures are not checked",
+    )
+    tail.add_argument(
+        "--probe", action="append", default=[], help="only this probe id (repeatable)"
+    )
+    tail.add_argument(
+        "--count", type=int, default=0, help="exit after this many messages (default: never)"
+    )
+    tail.add_argument(
+        "--timeout", type=float, default=0, help="exit after this many seconds (default: never)"
+    )
+    tail.add_argument(
+        "--window",
+        type=float,
+        default=300.0,
+        help="seconds a timestamp may differ from this clock (default 300)",
+    )
+    return parser
+
+
+def format_meters(meters: dict[str, float]) -> str:
+    """Render meters as ``name=value`` pairs, watts first."""
+    names = sorted(meters, key=lambda name: (name != "w", name))
+    return " ".join(f"{name}={meters[name]:g}" for name in names)
+
+
+def tail(args: argparse.Namespace, out=sys.stdout) -> int:
+    """Print messages from ``args.endpoint`` until count or timeout is reached."""
+    for probe in args.probe:
+        if not is_valid_probe_id(probe):
+            print(f"kwapi tail: error: invalid probe id {probe!r}", file=sys.stderr)
+            return 2
+    secrets = args.secret or [s for s in [os.environ.get("KWAPI_SECRET")] if s]
+    validator = MessageValidator(Verifier(secrets) if secrets else None, window=args.window)
+    context = zmq.Context.instance()
+    socket = context.socket(zmq.SUB)
+    socket.setsockopt(zmq.LINGER, 0)
+    for probe in args.probe:
+        socket.setsockopt(zmq.SUBSCRIBE, topic_for(probe))
+    if not args.probe:
+        socket.setsockopt(zmq.SUBSCRIBE, b"")
+    try:
+        socket.connect(args.endpoint)
+    except zmq.ZMQError as exc:
+        print(f"kwapi tail: error: cannot connect to {args.endpoint}: {exc}", file=sys.stderr)
+        return 2
+    deadline = time.monotonic() + args.timeout if args.timeout > 0 else None
+    seen = 0
+    try:
+        while args.count <= 0 or seen < args.count:
+            wait_ms = 500
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                wait_ms = min(wait_ms, int(left * 1000) + 1)
+            if not socket.poll(wait_ms):
+                continue
+            frames = socket.recv_multipart()
+            seen += 1
+            out.write(describe(frames, validator) + "\n")
+            out.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        socket.close()
+    return 0
+
+
+def describe(frames: Sequence[bytes], validator: MessageValidator) -> str:
+    """Return one line telling what *frames* carry, or why they were rejected."""
+    try:
+        measurement = validator.check(frames)
+    except Rejected as exc:
+        topic = frames[0][:64].decode("utf-8", "replace") if frames else ""
+        return f"REJECTED {topic!r} {exc.reason}: {exc.detail}"
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(measurement.timestamp))
+    fraction = f"{measurement.timestamp % 1:.3f}"[1:]
+    return f"{measurement.probe_id} {stamp}{fraction} {format_meters(dict(measurement.meters))}"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console script entry point."""
+    args = _parser().parse_args(argv)
+    if args.command == "tail":
+        sys.exit(tail(args))

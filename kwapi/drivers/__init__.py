@@ -1,0 +1,1 @@
+"""Drivers: one thread per wattmeter or source, publishing on the bus."""

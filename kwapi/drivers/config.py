@@ -1,0 +1,151 @@
+"""Wattmeter sections of drivers.conf: parsing and validation.
+
+Each section other than DEFAULT is one wattmeter::
+
+    [Rack 1 PDU]
+    driver = Snmp
+    probes = ['node-1', 'node-2', None, 'switch-1']
+    parameters = {'host': '192.0.2.10', 'community': 'public'}
+
+Values are Python literals read with :func:`ast.literal_eval`, never eval.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pydantic
+import stevedore
+
+from kwapi.bus.protocol import is_valid_probe_id
+from kwapi.config import ConfigError, Section
+from kwapi.drivers.base import Driver, DriverParameters
+
+NAMESPACE = "kwapi.drivers"
+KNOWN_KEYS = ("driver", "probes", "parameters")
+# Sections that belong to libraries, not to wattmeters.
+LIBRARY_SECTIONS = frozenset({"keystone_authtoken", "oslo_log"})
+
+
+@dataclass(frozen=True)
+class Wattmeter:
+    """A validated wattmeter section, ready to build its driver thread."""
+
+    name: str
+    driver_name: str
+    driver_class: type[Driver]
+    probe_ids: tuple[str | None, ...]
+    parameters: DriverParameters
+    file: str
+
+    def build(self, publish) -> Driver:
+        """Return a new, not yet started, driver thread for this wattmeter."""
+        return self.driver_class(self.name, self.probe_ids, self.parameters, publish)
+
+
+def available_drivers() -> list[str]:
+    """Return the names of the installed drivers."""
+    return sorted(stevedore.ExtensionManager(NAMESPACE).names())
+
+
+def load_driver_class(name: str) -> type[Driver]:
+    """Return the driver class registered under *name*; raise LookupError."""
+    try:
+        manager = stevedore.DriverManager(NAMESPACE, name, invoke_on_load=False)
+    except stevedore.exception.NoMatches:
+        raise LookupError(
+            f"unknown driver {name!r} (installed: {', '.join(available_drivers()) or 'none'})"
+        ) from None
+    return manager.driver
+
+
+def parse_wattmeters(sections: Sequence[Section]) -> list[Wattmeter]:
+    """Validate every wattmeter section; raise ConfigError on the first problem."""
+    wattmeters: list[Wattmeter] = []
+    owners: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for section in sections:
+        if section.name in LIBRARY_SECTIONS:
+            continue
+        if section.name in seen:
+            raise ConfigError(
+                f"wattmeter defined twice (also in {seen[section.name]})",
+                file=section.file,
+                section=section.name,
+            )
+        seen[section.name] = section.file
+        wattmeter = _parse_section(section)
+        for probe_id in wattmeter.probe_ids:
+            if probe_id is None:
+                continue
+            if probe_id in owners:
+                raise ConfigError(
+                    f"probe id {probe_id!r} is already used by wattmeter [{owners[probe_id]}]",
+                    file=section.file,
+                    section=section.name,
+                    key="probes",
+                )
+            owners[probe_id] = section.name
+        wattmeters.append(wattmeter)
+    return wattmeters
+
+
+def _parse_section(section: Section) -> Wattmeter:
+    def error(key: str | None, message: str) -> ConfigError:
+        return ConfigError(message, file=section.file, section=section.name, key=key)
+
+    for key in section.values:
+        if key not in KNOWN_KEYS:
+            raise error(key, f"unknown key (expected {', '.join(KNOWN_KEYS)})")
+    for key in ("driver", "probes"):
+        if not section.values.get(key, "").strip():
+            raise error(key, "missing")
+
+    driver_name = section.values["driver"].strip()
+    try:
+        driver_class = load_driver_class(driver_name)
+    except LookupError as exc:
+        raise error("driver", str(exc)) from None
+
+    probes = _literal(section.values["probes"], error, "probes")
+    if not isinstance(probes, list | tuple) or not probes:
+        raise error("probes", "must be a non-empty list such as ['A', 'B']")
+    for probe_id in probes:
+        if probe_id is not None and not is_valid_probe_id(probe_id):
+            raise error(
+                "probes",
+                f"invalid probe id {probe_id!r}: use 1 to 255 of A-Z a-z 0-9 . _ : @ -",
+            )
+    if all(probe_id is None for probe_id in probes):
+        raise error("probes", "every probe is None")
+    duplicates = sorted({p for p in probes if p is not None and probes.count(p) > 1})
+    if duplicates:
+        raise error("probes", f"probe id {duplicates[0]!r} appears twice")
+
+    raw_parameters = _literal(section.values.get("parameters", "{}"), error, "parameters")
+    if not isinstance(raw_parameters, dict) or not all(
+        isinstance(key, str) for key in raw_parameters
+    ):
+        raise error("parameters", "must be a dict with string keys such as {'interval': 1}")
+    try:
+        parameters = driver_class.Parameters.model_validate(raw_parameters)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise error(f"parameters[{where!r}]", first["msg"]) from None
+    try:
+        driver_class.validate(tuple(probes), parameters)
+    except ValueError as exc:
+        raise error(None, f"driver {driver_name}: {exc}") from None
+    return Wattmeter(
+        section.name, driver_name, driver_class, tuple(probes), parameters, section.file
+    )
+
+
+def _literal(text: str, error, key: str) -> object:
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        raise error(key, f"not a Python literal: {text.strip()[:80]!r}") from None
