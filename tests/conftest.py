@@ -29,6 +29,9 @@ def daemon():
 
     yield start
     for process in started:
+        process.kill()
+        # Shown by pytest when the test failed.
+        print(f"----- output of {process.command} -----\n{process.output()}")
         process.close()
 
 
@@ -45,3 +48,12 @@ def bus_client():
     yield connect
     for client in clients:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def keystone():
+    """A real Keystone (sqlite, fernet tokens, gunicorn on 127.0.0.1) for the whole session."""
+    from tests.keystone_server import running_keystone
+
+    with running_keystone() as server:
+        yield server

@@ -53,7 +53,7 @@ class LoadProfile:
             if rng.random() < dt / 60.0:  # a job starts about once a minute
                 self._job_target = rng.uniform(0.2, 0.5)
                 self._job_ends = now + rng.uniform(15.0, 90.0)
-        self._job_level += (self._job_target - self._job_level) * (1 - math.exp(-dt / 5.0))
+        self._job_level += (self._job_target - self._job_level) * (1 - math.exp(-dt / 8.0))
         self._noise += -0.2 * self._noise * dt + rng.gauss(0.0, 0.02) * math.sqrt(dt)
         waves = 0.15 * math.sin(2 * math.pi * now / 600 + self._phases[0]) + 0.07 * math.sin(
             2 * math.pi * now / 97 + self._phases[1]

@@ -1,0 +1,102 @@
+"""drivers.conf wattmeter sections: parsing and the errors they give."""
+
+import pytest
+
+from kwapi.config import ConfigError, Section
+from kwapi.drivers.config import parse_wattmeters
+from kwapi.drivers.dummy import DummyDriver
+
+
+def section(name="Meter", file="drivers.conf", **values):
+    return Section(file, name, {key: str(value) for key, value in values.items()})
+
+
+def test_valid_section_builds_a_wattmeter():
+    [meter] = parse_wattmeters(
+        [section(driver="Dummy", probes="['A', None, 'B']", parameters="{'min': 1, 'max': 2}")]
+    )
+    assert meter.driver_class is DummyDriver
+    assert meter.probe_ids == ("A", None, "B")
+    assert meter.parameters.min == 1.0
+    assert meter.parameters.interval == 1.0
+
+
+def test_parameters_default_to_empty():
+    [meter] = parse_wattmeters([section(driver="Dummy", probes="['A']")])
+    assert meter.parameters.max == 150.0
+
+
+def test_library_sections_are_not_wattmeters():
+    assert parse_wattmeters([section(name="keystone_authtoken", auth_url="x")]) == []
+
+
+@pytest.mark.parametrize(
+    ("values", "key", "fragment"),
+    [
+        ({"probes": "['A']"}, "driver", "missing"),
+        ({"driver": "Dummy"}, "probes", "missing"),
+        ({"driver": "Nope", "probes": "['A']"}, "driver", "unknown driver 'Nope'"),
+        ({"driver": "Dummy", "probes": "['A'"}, "probes", "not a Python literal"),
+        ({"driver": "Dummy", "probes": "__import__('os')"}, "probes", "not a Python literal"),
+        ({"driver": "Dummy", "probes": "'A'"}, "probes", "non-empty list"),
+        ({"driver": "Dummy", "probes": "[]"}, "probes", "non-empty list"),
+        ({"driver": "Dummy", "probes": "[None]"}, "probes", "every probe is None"),
+        ({"driver": "Dummy", "probes": "['a b']"}, "probes", "invalid probe id"),
+        ({"driver": "Dummy", "probes": "[1]"}, "probes", "invalid probe id"),
+        ({"driver": "Dummy", "probes": "['A', 'A']"}, "probes", "appears twice"),
+        ({"driver": "Dummy", "probes": "['A']", "parameters": "[1]"}, "parameters", "dict"),
+        (
+            {"driver": "Dummy", "probes": "['A']", "parameters": "{'interval': 'x'}"},
+            "parameters['interval']",
+            "valid number",
+        ),
+        (
+            {"driver": "Dummy", "probes": "['A']", "parameters": "{'interval': 0}"},
+            "parameters['interval']",
+            "greater than 0",
+        ),
+        (
+            {"driver": "Dummy", "probes": "['A']", "parameters": "{'colour': 1}"},
+            "parameters['colour']",
+            "Extra inputs",
+        ),
+        ({"driver": "Dummy", "probes": "['A']", "probe": "x"}, "probe", "unknown key"),
+    ],
+)
+def test_errors_name_file_section_and_key(values, key, fragment):
+    with pytest.raises(ConfigError) as caught:
+        parse_wattmeters([section(**values)])
+    error = caught.value
+    assert (error.file, error.section, error.key) == ("drivers.conf", "Meter", key)
+    assert fragment in str(error)
+    assert str(error).startswith(f"drivers.conf: [Meter] {key}:")
+
+
+def test_cross_field_parameter_errors_are_reported():
+    with pytest.raises(ConfigError, match="min must be lower than max"):
+        parse_wattmeters(
+            [section(driver="Dummy", probes="['A']", parameters="{'min': 5, 'max': 5}")]
+        )
+
+
+def test_probe_ids_are_unique_across_wattmeters():
+    with pytest.raises(ConfigError) as caught:
+        parse_wattmeters(
+            [
+                section(name="One", driver="Dummy", probes="['A', 'B']"),
+                section(name="Two", file="other.conf", driver="Dummy", probes="['C', 'B']"),
+            ]
+        )
+    assert str(caught.value) == (
+        "other.conf: [Two] probes: probe id 'B' is already used by wattmeter [One]"
+    )
+
+
+def test_wattmeter_defined_in_two_files_is_an_error():
+    with pytest.raises(ConfigError, match="defined twice"):
+        parse_wattmeters(
+            [
+                section(driver="Dummy", probes="['A']"),
+                section(file="b.conf", driver="Dummy", probes="['B']"),
+            ]
+        )

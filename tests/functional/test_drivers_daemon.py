@@ -1,0 +1,182 @@
+"""kwapi-drivers as a real process: publishing, signals, restarts, bad configuration."""
+
+import os
+import signal
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import SECRET, run_command, wait_for, write_config
+
+EXTRA_DRIVERS = str(Path(__file__).parent.parent / "fixtures" / "extra_drivers")
+
+
+def drivers_conf(directory, endpoint, body, signing=True):
+    return write_config(
+        directory,
+        "drivers.conf",
+        textwrap.dedent(f"""
+        [DEFAULT]
+        probes_endpoint = {endpoint}
+        enable_signing = {str(signing).lower()}
+        metering_secret = {SECRET}
+        check_drivers_interval = 0.2
+        """)
+        + textwrap.dedent(body),
+    )
+
+
+DUMMY = """
+[Rack]
+driver = Dummy
+probes = ['node-1', 'node-2']
+parameters = {'min': 10, 'max': 20, 'interval': 0.1}
+"""
+
+
+def test_publishes_signed_measurements_and_stops_on_sigterm(tmpdir_short, daemon, bus_client):
+    endpoint = f"ipc://{tmpdir_short}/drivers"
+    conf = drivers_conf(tmpdir_short, endpoint, DUMMY)
+    process = daemon("kwapi-drivers", "--config-file", str(conf))
+    client = bus_client(endpoint)
+    measurements = client.collect(10, timeout=15)
+    assert {m.probe_id for m in measurements} == {"node-1", "node-2"}
+    assert all(10 <= m.meters["w"] <= 20 for m in measurements)
+    assert all(abs(m.timestamp - time.time()) < 10 for m in measurements)
+    assert not client.rejected
+    started = time.monotonic()
+    assert process.stop(timeout=10) == 0
+    assert time.monotonic() - started < 5
+    assert "Traceback" not in process.output()
+    assert "measurement(s) published" in process.output()
+
+
+def test_sigint_stops_too(tmpdir_short, daemon, bus_client):
+    endpoint = f"ipc://{tmpdir_short}/drivers"
+    process = daemon(
+        "kwapi-drivers", "--config-file", str(drivers_conf(tmpdir_short, endpoint, DUMMY))
+    )
+    bus_client(endpoint).receive(15)
+    process.signal(signal.SIGINT)
+    assert process.process.wait(10) == 0
+
+
+def test_unsigned_mode_sends_two_frames(tmpdir_short, daemon, bus_client):
+    endpoint = f"ipc://{tmpdir_short}/drivers"
+    conf = drivers_conf(tmpdir_short, endpoint, DUMMY, signing=False)
+    daemon("kwapi-drivers", "--config-file", str(conf))
+    signed_client = bus_client(endpoint)
+    wait_for(lambda: signed_client.socket.poll(100), 15, "a message")
+    frames = signed_client.socket.recv_multipart()
+    assert len(frames) == 2
+    unsigned_client = bus_client(endpoint, secret=None)
+    assert unsigned_client.receive(15).probe_id in {"node-1", "node-2"}
+
+
+def test_driver_from_another_package_is_restarted_after_a_crash(tmpdir_short, daemon, bus_client):
+    endpoint = f"ipc://{tmpdir_short}/drivers"
+    conf = drivers_conf(
+        tmpdir_short,
+        endpoint,
+        DUMMY
+        + textwrap.dedent("""
+        [Fragile]
+        driver = Crashing
+        probes = ['fragile']
+        parameters = {'interval': 0.05, 'readings_before_crash': 3}
+        """),
+    )
+    env = {"PYTHONPATH": os.pathsep.join([EXTRA_DRIVERS, os.environ.get("PYTHONPATH", "")])}
+    process = daemon("kwapi-drivers", "--config-file", str(conf), env=env)
+    client = bus_client(endpoint)
+    generations = set()
+    dummy_seen_after_crash = 0
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (len(generations) < 2 or dummy_seen_after_crash < 3):
+        measurement = client.receive(15)
+        if measurement.probe_id == "fragile":
+            generations.add(measurement.meters["generation"])
+        elif len(generations) >= 1 and "died" in process.output():
+            dummy_seen_after_crash += 1
+    assert generations >= {1.0, 2.0}
+    assert dummy_seen_after_crash >= 3  # the crash did not take the other wattmeter down
+    output = process.output()
+    assert "wattmeter Fragile: driver Crashing died (ZeroDivisionError('bug in driver'))" in output
+    assert "restarting driver Crashing" in output
+    assert process.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            "[M]\ndriver = Nope\nprobes = ['A']\n",
+            "[M] driver: unknown driver 'Nope' (installed: ",
+        ),
+        ("[M]\ndriver = Dummy\nprobes = ['A', \n", "[M] probes: not a Python literal"),
+        ("[M\ndriver = Dummy\n", "cannot parse"),
+        ("[M]\ndriver = Dummy\nprobes = A, B\n", "[M] probes: not a Python literal"),
+        ("[M]\ndriver = Dummy\n", "[M] probes: missing"),
+        ("[M]\ndriver = Dummy\nprobes = ['a/b']\n", "[M] probes: invalid probe id 'a/b'"),
+        ("[M]\ndriver = Dummy\nprobes = ['A', 'A']\n", "[M] probes: probe id 'A' appears twice"),
+        (
+            "[M]\ndriver = Dummy\nprobes = ['A']\n[N]\ndriver = Dummy\nprobes = ['A']\n",
+            "[N] probes: probe id 'A' is already used by wattmeter [M]",
+        ),
+        (
+            "[M]\ndriver = Dummy\nprobes = ['A']\nparameters = {'interval': 'often'}\n",
+            "[M] parameters['interval']: Input should be a valid number",
+        ),
+        ("", "no wattmeter section"),
+    ],
+)
+def test_bad_configuration_exits_2_with_one_line(tmpdir_short, body, expected):
+    conf = drivers_conf(tmpdir_short, f"ipc://{tmpdir_short}/d", "\n" + body)
+    result = run_command("kwapi-drivers", "--config-file", str(conf))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("kwapi-drivers: error: ")
+    assert expected in lines[0]
+    if expected not in ("no wattmeter section",):
+        assert str(conf) in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("defaults", "expected"),
+    [
+        ("probes_endpoint = http://x\n", "[DEFAULT] probes_endpoint: invalid value"),
+        ("probes_endpoint = tcp://256.1.1.1:1\n", "[DEFAULT] probes_endpoint: cannot bind"),
+        ("check_drivers_interval = soon\n", "[DEFAULT] check_drivers_interval: invalid value"),
+        ("enable_signing = maybe\n", "[DEFAULT] enable_signing: invalid value"),
+    ],
+)
+def test_bad_default_options_exit_2_naming_the_key(tmpdir_short, defaults, expected):
+    conf = write_config(
+        tmpdir_short,
+        "drivers.conf",
+        "[DEFAULT]\nmetering_secret = x\n" + defaults + DUMMY,
+    )
+    result = run_command("kwapi-drivers", "--config-file", str(conf))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert f"kwapi-drivers: error: {conf}: {expected}" in result.stderr
+
+
+def test_missing_secret_and_missing_file(tmpdir_short):
+    conf = write_config(
+        tmpdir_short,
+        "drivers.conf",
+        f"[DEFAULT]\nprobes_endpoint = ipc://{tmpdir_short}/d\n" + DUMMY,
+    )
+    result = run_command("kwapi-drivers", "--config-file", str(conf))
+    assert result.returncode == 2
+    assert "[DEFAULT] metering_secret: must be set when enable_signing is true" in result.stderr
+    result = run_command("kwapi-drivers", "--config-file", f"{tmpdir_short}/absent.conf")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"kwapi-drivers: error: cannot read configuration file(s): {tmpdir_short}/absent.conf"
+    )

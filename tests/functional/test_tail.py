@@ -1,0 +1,80 @@
+"""kwapi tail: what an operator sees, including why messages fail verification."""
+
+import re
+import subprocess
+import time
+
+from kwapi.bus.protocol import Measurement
+from kwapi.bus.publisher import Publisher
+from kwapi.bus.signing import Signer
+from tests.helpers import SECRET, VENV_BIN
+
+
+def run_tail(endpoint, *args, publisher, count=3):
+    """Run `kwapi tail` while publishing until it has printed *count* lines."""
+    process = subprocess.Popen(
+        [
+            str(VENV_BIN / "kwapi"),
+            "tail",
+            "--endpoint",
+            endpoint,
+            "--count",
+            str(count),
+            "--timeout",
+            "20",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    n = 0
+    while process.poll() is None:
+        n += 1
+        publisher.publish(Measurement("node-1", time.time(), {"w": 100.0 + n, "fps": 25}))
+        time.sleep(0.05)
+    out, err = process.communicate(5)
+    assert process.returncode == 0, err
+    return out.splitlines()
+
+
+def test_tail_prints_measurements(tmpdir_short):
+    endpoint = f"ipc://{tmpdir_short}/drv"
+    publisher = Publisher(endpoint, Signer(SECRET))
+    try:
+        lines = run_tail(endpoint, "--secret", SECRET, publisher=publisher)
+    finally:
+        publisher.close()
+    assert len(lines) == 3
+    for line in lines:
+        assert re.fullmatch(
+            r"node-1 \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} w=\d+(\.\d+)? fps=25", line
+        ), line
+
+
+def test_tail_marks_messages_that_fail_verification(tmpdir_short):
+    endpoint = f"ipc://{tmpdir_short}/drv"
+    publisher = Publisher(endpoint, Signer("another-secret"))
+    try:
+        lines = run_tail(endpoint, "--secret", SECRET, publisher=publisher, count=2)
+    finally:
+        publisher.close()
+    assert lines == ["REJECTED 'node-1.' bad_signature: signature does not match any secret"] * 2
+
+
+def test_tail_filters_by_probe_and_rejects_bad_ids(tmpdir_short):
+    endpoint = f"ipc://{tmpdir_short}/drv"
+    publisher = Publisher(endpoint, Signer(SECRET))
+    try:
+        lines = run_tail(endpoint, "--probe", "node-1", publisher=publisher, count=2)
+    finally:
+        publisher.close()
+    assert all(line.startswith("node-1 ") for line in lines)
+    result = subprocess.run(
+        [str(VENV_BIN / "kwapi"), "tail", "--endpoint", endpoint, "--probe", "a b"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert result.returncode == 2
+    assert "invalid probe id 'a b'" in result.stderr
