@@ -1,0 +1,310 @@
+"""kwapi-api: ingest rate beside raw pyzmq, and GET /v1/probes/ latency and memory.
+
+1. Ingest: one bench process publishes the same pre-encoded, signed
+   measurements on ipc:// to two subscribers at once, a real kwapi-api
+   process and a raw pyzmq SUB process that only counts; each rate is
+   measured from the start of publishing to the last message the subscriber
+   took (kwapi-api: its accepted counter, read from /healthz).
+2. Latency: a fresh kwapi-api is fed 10, 1,000 and 10,000 probes, then
+   GET /v1/probes/ is timed over one keep-alive connection, beside GET /v1/
+   (a constant, tiny document) as the floor of the same server in the same
+   run; memory per probe is the growth of the process' RSS divided by the
+   number of probes.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from http.client import HTTPConnection
+from pathlib import Path
+
+import zmq
+
+from kwapi.bus.protocol import Measurement
+from kwapi.bus.signing import Signer
+
+SECRET = "bench-secret"
+INGEST_MESSAGES = int(os.environ.get("KWAPI_BENCH_API_MESSAGES", "200000"))
+INGEST_PROBES = 1000
+PROBE_COUNTS = (10, 1_000, 10_000)
+WARMUP_PROBE = "warmup"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+class Api:
+    """A kwapi-api subprocess on a throw-away configuration."""
+
+    def __init__(self, directory: str, bus: str) -> None:
+        self.port = _free_port()
+        conf = Path(directory) / "api.conf"
+        conf.write_text(
+            "[DEFAULT]\n"
+            f"probes_endpoint = {bus}\n"
+            f"driver_metering_secret = {SECRET}\n"
+            f"api_port = {self.port}\n"
+            f"state_file = {directory}/state.json\n"
+            "state_save_interval = 3600\n"
+            "receiver_hwm = 10000000\n"
+        )
+        command = Path(sys.executable).parent / "kwapi-api"
+        self.process = subprocess.Popen(
+            [str(command), "--config-file", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait(self.health, 30, "kwapi-api to start")
+
+    def health(self) -> dict | None:
+        try:
+            url = f"http://127.0.0.1:{self.port}/healthz"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.loads(response.read())
+        except OSError:
+            return None
+
+    def accepted(self) -> int:
+        return self.health()["receiver"]["accepted"]
+
+    def rss_bytes(self) -> int:
+        with open(f"/proc/{self.process.pid}/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def _signed_frames(measurements: list[Measurement]) -> list[list[bytes]]:
+    signer = Signer(SECRET)
+    frames = []
+    for measurement in measurements:
+        topic, payload = measurement.encode()
+        frames.append([topic, payload, signer.sign(payload)])
+    return frames
+
+
+def _raw_subscriber(endpoint: str, count: int, ready, result) -> None:
+    """Child process: count measured messages; report when the last one arrived."""
+    sock = zmq.Context.instance().socket(zmq.SUB)
+    sock.setsockopt(zmq.RCVHWM, 10 * count)
+    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    sock.connect(endpoint)
+    warm_topic = WARMUP_PROBE.encode() + b"."
+    received, last = 0, 0.0
+    while received < count and sock.poll(10_000):
+        frames = sock.recv_multipart()
+        if frames[0] == warm_topic:
+            ready.set()
+            continue
+        received += 1
+        last = time.monotonic()
+    result.put((received, last))
+    sock.close()
+
+
+def bench_ingest(count: int = INGEST_MESSAGES) -> dict[str, float]:
+    """Messages per second taken by kwapi-api and by raw pyzmq, same messages, same run."""
+    directory = tempfile.mkdtemp(prefix="kwba", dir="/tmp")
+    endpoint = f"ipc://{directory}/bus"
+    pub = zmq.Context.instance().socket(zmq.PUB)
+    pub.setsockopt(zmq.SNDHWM, 0)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind(endpoint)
+    context = multiprocessing.get_context("spawn")
+    ready, result = context.Event(), context.Queue()
+    raw = context.Process(target=_raw_subscriber, args=(endpoint, count, ready, result))
+    raw.start()
+    api = Api(directory, endpoint)
+    try:
+        base = time.time()
+        messages = _signed_frames(
+            [
+                Measurement(f"node-{i % INGEST_PROBES}", base + 1 + i * 1e-6, {"w": 100.0 + i % 97})
+                for i in range(count)
+            ]
+        )
+        warm = 0
+
+        def both_ready() -> bool:
+            nonlocal warm
+            warm += 1
+            pub.send_multipart(
+                _signed_frames([Measurement(WARMUP_PROBE, base - 100 + warm * 1e-3, {"w": 0})])[0]
+            )
+            return ready.is_set() and api.accepted() > 0
+
+        _wait(both_ready, 30, "both subscribers")
+        baseline = api.accepted()
+        start = time.monotonic()
+        for frames in messages:
+            pub.send_multipart(frames)
+        sent = time.monotonic()
+        target = baseline + count
+        last_count, last_change = baseline, time.monotonic()
+        while True:
+            accepted = api.accepted()
+            now = time.monotonic()
+            if accepted >= target:
+                break
+            if accepted != last_count:
+                last_count, last_change = accepted, now
+            elif now - last_change > 5:
+                break  # nothing more is coming: some were dropped
+            time.sleep(0.005)
+        api_seconds = now - start
+        raw_received, raw_last = result.get(timeout=60)
+        raw.join(10)
+        api_received = accepted - baseline
+        return {
+            "messages": count,
+            "publish_rate": count / (sent - start),
+            "raw_rate": raw_received / (raw_last - start),
+            "raw_received": raw_received,
+            "api_rate": api_received / api_seconds,
+            "api_received": api_received,
+        }
+    finally:
+        api.stop()
+        pub.close()
+        if raw.is_alive():
+            raw.terminate()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def _time_gets(connection: HTTPConnection, path: str, repeat: int) -> tuple[list[float], int]:
+    timings, size = [], 0
+    for _ in range(repeat):
+        started = time.perf_counter()
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+        timings.append(time.perf_counter() - started)
+        if response.status != 200:
+            raise RuntimeError(f"GET {path} answered {response.status}")
+        size = len(body)
+    return timings, size
+
+
+def bench_latency(probes: int) -> dict[str, float]:
+    """GET /v1/probes/ p50/p99 and RSS per probe with *probes* probes."""
+    directory = tempfile.mkdtemp(prefix="kwbl", dir="/tmp")
+    endpoint = f"ipc://{directory}/bus"
+    pub = zmq.Context.instance().socket(zmq.PUB)
+    pub.setsockopt(zmq.SNDHWM, 0)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind(endpoint)
+    api = Api(directory, endpoint)
+    try:
+        base = time.time()
+        warm = 0
+
+        def subscribed() -> bool:
+            nonlocal warm
+            warm += 1
+            pub.send_multipart(
+                _signed_frames([Measurement(WARMUP_PROBE, base - 100 + warm * 1e-3, {"w": 0})])[0]
+            )
+            return api.accepted() > 0
+
+        _wait(subscribed, 30, "kwapi-api to subscribe")
+        connection = HTTPConnection("127.0.0.1", api.port, timeout=30)
+        _time_gets(connection, "/v1/", 20)  # warm the server and the connection up
+        rss_before = api.rss_bytes()
+        baseline = api.accepted()
+        # Two readings per probe, so every probe has power and energy.
+        messages = _signed_frames(
+            [
+                Measurement(f"node-{i:05d}.rack-{i % 40:02d}", base + step, {"w": 150.0 + i % 50})
+                for step in (0.0, 1.0)
+                for i in range(probes)
+            ]
+        )
+        for frames in messages:
+            pub.send_multipart(frames)
+        _wait(lambda: api.accepted() >= baseline + len(messages), 120, "every probe")
+        repeat = 200 if probes <= 1_000 else 60
+        probes_times, size = _time_gets(connection, "/v1/probes/", repeat)
+        floor_times, _ = _time_gets(connection, "/v1/", repeat)
+        rss_after = api.rss_bytes()
+        connection.close()
+        return {
+            "probes": probes,
+            "p50": _percentile(probes_times, 0.50),
+            "p99": _percentile(probes_times, 0.99),
+            "floor_p50": _percentile(floor_times, 0.50),
+            "mean": statistics.fmean(probes_times),
+            "size": size,
+            "rss_per_probe": (rss_after - rss_before) / probes,
+            "rss_after": rss_after,
+        }
+    finally:
+        api.stop()
+        pub.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def main() -> None:
+    """Print the ingest rates with their ratio, then latency and memory per probe count."""
+    print(
+        f"ingest: {INGEST_MESSAGES} signed measurements, {INGEST_PROBES} probes, ipc://, "
+        "one publisher, kwapi-api and a raw pyzmq SUB subscribed at once"
+    )
+    ingest = bench_ingest()
+    print(f"  publisher sent at        {ingest['publish_rate']:>10,.0f} msg/s")
+    print(
+        f"  raw pyzmq SUB            {ingest['raw_rate']:>10,.0f} msg/s "
+        f"({ingest['raw_received']} received)"
+    )
+    print(
+        f"  kwapi-api (accepted)     {ingest['api_rate']:>10,.0f} msg/s "
+        f"({ingest['api_received']} accepted)"
+    )
+    print(f"  kwapi-api / raw pyzmq    {ingest['api_rate'] / ingest['raw_rate']:.2f}")
+    print("GET /v1/probes/ (keep-alive connection; floor = GET /v1/ on the same server)")
+    print("  probes    p50 ms    p99 ms  floor p50 ms  p50/floor  body bytes  RSS bytes/probe")
+    for probes in PROBE_COUNTS:
+        r = bench_latency(probes)
+        per_probe = f"{r['rss_per_probe']:,.0f}" if probes >= 1_000 else "(noise)"
+        print(
+            f"  {probes:>6}  {r['p50'] * 1e3:>8.2f}  {r['p99'] * 1e3:>8.2f}  "
+            f"{r['floor_p50'] * 1e3:>12.2f}  {r['p50'] / r['floor_p50']:>9.1f}  "
+            f"{r['size']:>10,}  {per_probe:>15}"
+        )
+
+
+if __name__ == "__main__":
+    main()
