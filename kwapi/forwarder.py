@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import zmq
 
+from kwapi.bus.curve import CurveClient, CurveServer
+
 
 class UpstreamError(ValueError):
     """An upstream endpoint the forwarder cannot connect to."""
@@ -31,6 +33,8 @@ class Forwarder:
         rcvhwm: int = 100_000,
         sndhwm: int = 100_000,
         context: zmq.Context | None = None,
+        curve_server: CurveServer | None = None,
+        curve_client: CurveClient | None = None,
     ) -> None:
         self._context = context or zmq.Context.instance()
         self._control_endpoint = f"inproc://kwapi-forwarder-control-{id(self)}"
@@ -41,10 +45,14 @@ class Forwarder:
         self._backend.setsockopt(zmq.SNDHWM, sndhwm)
         for socket in (self._frontend, self._backend, self._control):
             socket.setsockopt(zmq.LINGER, 0)
+        if curve_server is not None:
+            curve_server.apply(self._backend)
         try:
             self._backend.bind(bind)
             self._control.bind(self._control_endpoint)
-            for endpoint in upstream:
+            for index, endpoint in enumerate(upstream):
+                if curve_client is not None:
+                    curve_client.apply(self._frontend, index)
                 try:
                     self._frontend.connect(endpoint)
                 except zmq.ZMQError as exc:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import zmq
 from oslo_config import cfg, types
 
+from kwapi.bus.curve import CurveClient, CurveKeyError, CurveServer, load_secret_certificate
 from kwapi.bus.protocol import Measurement, is_valid_probe_id
 from kwapi.bus.publisher import Publisher
 from kwapi.bus.receiver import MessageValidator, Receiver
@@ -20,6 +21,28 @@ from kwapi.config import ConfigError
 
 ENDPOINT_REGEX = r"^(tcp://[^\s]+:(\d+|\*)|ipc://[^\s]+|inproc://[^\s]+)$"
 Endpoint = types.String(regex=ENDPOINT_REGEX, type_name="ZeroMQ endpoint")
+
+curve_secret_key_opt = cfg.StrOpt(
+    "curve_secret_key",
+    help="This daemon's CURVE secret key file (made by `kwapi keygen`). On a "
+    "daemon that binds (drivers, forwarder), setting it encrypts the bus with "
+    "CURVE; on one that connects, it is the identity shown to the server "
+    "(a fresh key pair is used when unset).",
+)
+curve_allowed_clients_opt = cfg.StrOpt(
+    "curve_allowed_clients",
+    help="Directory of the public key files of the clients allowed to connect "
+    "to this daemon's CURVE sockets; unset admits any client that knows this "
+    "daemon's public key.",
+)
+curve_server_key_opt = cfg.ListOpt(
+    "curve_server_key",
+    default=[],
+    help="Public CURVE key of the server behind probes_endpoint: a public key "
+    "file made by `kwapi keygen` (or its 40 Z85 characters, with any $ written "
+    "$$); one key for every endpoint, or one per endpoint in the same order. "
+    "Setting it encrypts the connections.",
+)
 
 publisher_opts = [
     cfg.Opt(
@@ -45,6 +68,8 @@ publisher_opts = [
         min=1,
         help="Messages queued per subscriber before new ones are dropped.",
     ),
+    curve_secret_key_opt,
+    curve_allowed_clients_opt,
 ]
 
 receiver_opts = [
@@ -84,7 +109,40 @@ receiver_opts = [
         min=1,
         help="Messages queued in the receiver before new ones are dropped.",
     ),
+    curve_server_key_opt,
+    curve_secret_key_opt,
 ]
+
+
+def make_curve_server(conf: cfg.ConfigOpts, context: zmq.Context | None = None):
+    """Return the CurveServer the options ask for, or None; raise ConfigError."""
+    if not conf.curve_secret_key:
+        return None
+    try:
+        load_secret_certificate(conf.curve_secret_key)
+    except CurveKeyError as exc:
+        raise ConfigError(str(exc), section="DEFAULT", key="curve_secret_key") from None
+    try:
+        return CurveServer(conf.curve_secret_key, conf.curve_allowed_clients, context)
+    except CurveKeyError as exc:
+        raise ConfigError(str(exc), section="DEFAULT", key="curve_allowed_clients") from None
+
+
+def make_curve_client(conf: cfg.ConfigOpts, endpoint_count: int) -> CurveClient | None:
+    """Return the CurveClient the options ask for, or None; raise ConfigError."""
+    if not conf.curve_server_key:
+        return None
+    if conf.curve_secret_key:
+        try:
+            load_secret_certificate(conf.curve_secret_key)
+        except CurveKeyError as exc:
+            raise ConfigError(str(exc), section="DEFAULT", key="curve_secret_key") from None
+    try:
+        client = CurveClient(conf.curve_server_key, conf.curve_secret_key)
+        client.check_endpoints(endpoint_count)
+    except CurveKeyError as exc:
+        raise ConfigError(str(exc), section="DEFAULT", key="curve_server_key") from None
+    return client
 
 
 def make_publisher(conf: cfg.ConfigOpts, context: zmq.Context | None = None) -> Publisher:
@@ -96,8 +154,11 @@ def make_publisher(conf: cfg.ConfigOpts, context: zmq.Context | None = None) -> 
                 "must be set when enable_signing is true", section="DEFAULT", key="metering_secret"
             )
         signer = Signer(conf.metering_secret)
+    curve = make_curve_server(conf, context)
     try:
-        return Publisher(conf.probes_endpoint, signer, sndhwm=conf.publisher_hwm, context=context)
+        return Publisher(
+            conf.probes_endpoint, signer, sndhwm=conf.publisher_hwm, context=context, curve=curve
+        )
     except zmq.ZMQError as exc:
         raise ConfigError(
             f"cannot bind {conf.probes_endpoint}: {exc}", section="DEFAULT", key="probes_endpoint"
@@ -130,4 +191,5 @@ def make_receiver(
         probes=conf.watch_probe,
         rcvhwm=conf.receiver_hwm,
         context=context,
+        curve=make_curve_client(conf, len(conf.probes_endpoint)),
     )

@@ -6,6 +6,7 @@ import threading
 
 import zmq
 
+from kwapi.bus.curve import CurveClient, CurveServer
 from kwapi.bus.protocol import Measurement
 from kwapi.bus.signing import Signer
 
@@ -14,6 +15,8 @@ class Publisher:
     """A PUB socket shared by many threads; each send is serialised by a lock.
 
     *signer* is None when signing is disabled: messages then carry two frames.
+    *curve* encrypts the socket: a :class:`CurveServer` when binding, a
+    :class:`CurveClient` when connecting.
     """
 
     def __init__(
@@ -25,6 +28,7 @@ class Publisher:
         sndhwm: int = 100_000,
         linger_ms: int = 2000,
         context: zmq.Context | None = None,
+        curve: CurveServer | CurveClient | None = None,
     ) -> None:
         self._signer = signer
         self._lock = threading.Lock()
@@ -32,6 +36,8 @@ class Publisher:
         self._socket = self._context.socket(zmq.PUB)
         self._socket.setsockopt(zmq.SNDHWM, sndhwm)
         self._socket.setsockopt(zmq.LINGER, linger_ms)
+        if curve is not None:
+            curve.apply(self._socket)
         try:
             if bind:
                 self._socket.bind(endpoint)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import zmq
 
+from kwapi.bus.curve import CurveClient
 from kwapi.bus.protocol import Measurement, ProtocolError, decode_payload, topic_for
 from kwapi.bus.signing import Verifier
 
@@ -152,7 +153,8 @@ class Receiver(threading.Thread):
 
     *probes* limits the subscription to those probe ids (an empty list means
     every probe).  *handler* runs in this thread; an exception it raises is
-    logged and counted, never fatal.
+    logged and counted, never fatal.  *curve* makes the connections
+    CURVE-encrypted.
     """
 
     POLL_MS = 200
@@ -167,6 +169,7 @@ class Receiver(threading.Thread):
         rcvhwm: int = 100_000,
         context: zmq.Context | None = None,
         name: str = "receiver",
+        curve: CurveClient | None = None,
     ) -> None:
         super().__init__(name=name, daemon=True)
         self.endpoints = list(endpoints)
@@ -175,6 +178,7 @@ class Receiver(threading.Thread):
         self._handler = handler
         self._validator = validator
         self._rcvhwm = rcvhwm
+        self._curve = curve
         self._context = context or zmq.Context.instance()
         self._stop_event = threading.Event()
         self._ready = threading.Event()
@@ -197,7 +201,9 @@ class Receiver(threading.Thread):
                 socket.setsockopt(zmq.SUBSCRIBE, topic_for(probe))
             if not self.probes:
                 socket.setsockopt(zmq.SUBSCRIBE, b"")
-            for endpoint in self.endpoints:
+            for index, endpoint in enumerate(self.endpoints):
+                if self._curve is not None:
+                    self._curve.apply(socket, index)
                 socket.connect(endpoint)
             self._ready.set()
             while not self._stop_event.is_set():

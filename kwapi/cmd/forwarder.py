@@ -9,7 +9,14 @@ import zmq
 from oslo_config import cfg
 
 from kwapi import service
-from kwapi.bus.options import Endpoint
+from kwapi.bus.options import (
+    Endpoint,
+    curve_allowed_clients_opt,
+    curve_secret_key_opt,
+    curve_server_key_opt,
+    make_curve_client,
+    make_curve_server,
+)
 from kwapi.config import ConfigError
 from kwapi.forwarder import Forwarder, UpstreamError
 
@@ -41,6 +48,9 @@ forwarder_opts = [
         min=1,
         help="Messages queued per downstream subscriber before new ones are dropped.",
     ),
+    curve_secret_key_opt,
+    curve_allowed_clients_opt,
+    curve_server_key_opt,
 ]
 
 
@@ -54,6 +64,8 @@ def serve(argv: list[str] | None = None) -> int:
             conf.forwarder_endpoint,
             rcvhwm=conf.forwarder_rcvhwm,
             sndhwm=conf.forwarder_sndhwm,
+            curve_server=make_curve_server(conf),
+            curve_client=make_curve_client(conf, len(conf.probes_endpoint)),
         )
     except zmq.ZMQError as exc:
         raise ConfigError(

@@ -1,7 +1,8 @@
 """kwapi: the operator's tool.
 
 ``kwapi tail`` subscribes to a driver or forwarder endpoint and prints each
-measurement as it arrives, marking those that fail verification and why.
+measurement as it arrives, marking those that fail verification and why;
+``kwapi keygen`` makes CURVE key pairs for encrypted buses.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from collections.abc import Sequence
 import zmq
 
 from kwapi import __version__
+from kwapi.bus.curve import CurveClient, CurveKeyError
 from kwapi.bus.protocol import is_valid_probe_id, topic_for
 from kwapi.bus.receiver import MessageValidator, Rejected
 from kwapi.bus.signing import Verifier
+from kwapi.cmd import keygen
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
         default=300.0,
         help="seconds a timestamp may differ from this clock (default 300)",
     )
+    tail.add_argument(
+        "--server-key",
+        help="public CURVE key (Z85 or key file) of an encrypted endpoint",
+    )
+    tail.add_argument("--secret-key", help="CURVE secret key file to connect with")
+    keygen.add_parser(commands)
     return parser
 
 
@@ -70,6 +79,13 @@ def tail(args: argparse.Namespace, out=sys.stdout) -> int:
     context = zmq.Context.instance()
     socket = context.socket(zmq.SUB)
     socket.setsockopt(zmq.LINGER, 0)
+    if args.server_key:
+        try:
+            CurveClient([args.server_key], args.secret_key).apply(socket)
+        except CurveKeyError as exc:
+            print(f"kwapi tail: error: {exc}", file=sys.stderr)
+            socket.close()
+            return 2
     for probe in args.probe:
         socket.setsockopt(zmq.SUBSCRIBE, topic_for(probe))
     if not args.probe:
@@ -119,3 +135,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "tail":
         sys.exit(tail(args))
+    if args.command == "keygen":
+        sys.exit(keygen.keygen(args))
