@@ -8,19 +8,18 @@ See doc/protocol.rst for the full contract.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+import orjson
 
 PROTOCOL_VERSION = 1
 
 PROBE_ID_PATTERN = re.compile(r"[A-Za-z0-9._:@-]{1,255}")
 METER_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
 RESERVED_KEYS = frozenset({"probe_id", "timestamp"})
-
-_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=True)
 
 
 class ProtocolError(ValueError):
@@ -75,7 +74,7 @@ class Measurement:
             body[name] = number
         if _finite(self.timestamp) is None:
             raise ProtocolError("bad_value", "timestamp is not a finite number")
-        payload = _encoder.encode(body).encode("ascii")
+        payload = orjson.dumps(body)
         return topic_for(self.probe_id), payload
 
 
@@ -90,18 +89,12 @@ def _finite(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"non-finite number {name}")
-
-
 def decode_payload(payload: bytes) -> Measurement:
     """Parse and check a payload frame; raise :class:`ProtocolError` if invalid."""
     try:
-        body = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError:
-        raise ProtocolError("bad_json", "payload is not UTF-8") from None
-    except (ValueError, RecursionError) as exc:
-        raise ProtocolError("bad_json", f"payload is not JSON ({exc})") from None
+        body = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError("bad_json", f"payload is not UTF-8 JSON ({exc})") from None
     if not isinstance(body, dict):
         raise ProtocolError("bad_json", "payload is not a JSON object")
     probe_id = body.pop("probe_id", None)

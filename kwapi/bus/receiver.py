@@ -9,6 +9,7 @@ and logged at a bounded rate.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
@@ -106,13 +107,30 @@ class MessageValidator:
         return measurement
 
 
+#: Upper bounds (seconds) of the delay histogram's buckets; a last one is unbounded.
+DELAY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
 class ReceiverStats:
-    """Counts of accepted and rejected messages; read from any thread."""
+    """Counts of accepted and rejected messages; read from any thread.
+
+    ``delay_counts`` is a histogram of the delay from a measurement's
+    timestamp to its acceptance, over :data:`DELAY_BUCKETS` (the last count
+    is for longer delays); it includes the drivers' and this host's clock
+    difference.
+    """
 
     def __init__(self) -> None:
         self.accepted = 0
         self.handler_errors = 0
         self.rejected: Counter[str] = Counter({reason: 0 for reason in REJECT_REASONS})
+        self.delay_counts = [0] * (len(DELAY_BUCKETS) + 1)
+        self.delay_sum = 0.0
+
+    def observe_delay(self, seconds: float) -> None:
+        """Count one measurement accepted *seconds* after its timestamp."""
+        self.delay_counts[bisect.bisect_left(DELAY_BUCKETS, seconds)] += 1
+        self.delay_sum += seconds
 
     def snapshot(self) -> dict[str, object]:
         """Return a plain copy of the counters."""
@@ -120,6 +138,11 @@ class ReceiverStats:
             "accepted": self.accepted,
             "handler_errors": self.handler_errors,
             "rejected": dict(self.rejected),
+            "delay": {
+                "buckets": list(DELAY_BUCKETS),
+                "counts": list(self.delay_counts),
+                "sum": self.delay_sum,
+            },
         }
 
 
@@ -233,6 +256,7 @@ class Receiver(threading.Thread):
             LOG.exception("unexpected error while checking a message")
             return None
         self.stats.accepted += 1
+        self.stats.observe_delay(time.time() - measurement.timestamp)
         try:
             self._handler(measurement)
         except Exception as exc:

@@ -121,7 +121,7 @@ def test_receiver_thread_survives_garbage_and_counts_it(endpoint):
             with publisher._lock:
                 publisher._socket.send_multipart(frames)
         count = len(received)
-        publisher.publish(Measurement("A", time.time() + 0.5, {"w": 2}))
+        publisher.publish(Measurement("A", time.time(), {"w": 2}))
         wait_for(lambda: len(received) > count, 10, "a valid message after garbage")
         assert receiver.is_alive()
         stats = receiver.stats.snapshot()
@@ -130,6 +130,10 @@ def test_receiver_thread_survives_garbage_and_counts_it(endpoint):
         assert rejected["bad_signature"] == 3
         assert set(rejected) == set(REJECT_REASONS)
         assert stats["accepted"] == len(received)
+        # Every accepted measurement was timed, within seconds of its timestamp.
+        assert sum(stats["delay"]["counts"]) == len(received)
+        assert stats["delay"]["counts"][-1] == 0
+        assert 0 <= stats["delay"]["sum"] < 10 * len(received)
     finally:
         receiver.stop()
         receiver.join(5)
