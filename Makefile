@@ -5,9 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the project needs at run or test time (see bin/install-system-packages).
-APT_PACKAGES := pkg-config gcc python3-dev
+APT_PACKAGES := pkg-config gcc python3-dev librrd-dev rrdtool rrdcached chromium fonts-dejavu-core ffmpeg
 # Extras installed into the virtualenv.
-EXTRAS := test
+EXTRAS := test,rrd,serial,gpu,keystone-test,ipmi,snmp
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 

@@ -1,10 +1,11 @@
 """kwapi-api: ingest rate beside raw pyzmq, and GET /v1/probes/ latency and memory.
 
-1. Ingest: one bench process publishes the same pre-encoded, signed
-   measurements on ipc:// to two subscribers at once, a real kwapi-api
-   process and a raw pyzmq SUB process that only counts; each rate is
-   measured from the start of publishing to the last message the subscriber
-   took (kwapi-api: its accepted counter, read from /healthz).
+1. Ingest: the bench process publishes the same pre-encoded, signed
+   measurements on ipc:// first to a raw pyzmq SUB process that only counts,
+   then to a real kwapi-api process (one at a time: the machine may have
+   only two cores); each rate runs from the start of publishing to the last
+   message the subscriber took (kwapi-api: its accepted counter, read from
+   /healthz).
 2. Latency: a fresh kwapi-api is fed 10, 1,000 and 10,000 probes, then
    GET /v1/probes/ is timed over one keep-alive connection, beside GET /v1/
    (a constant, tiny document) as the floor of the same server in the same
@@ -131,44 +132,66 @@ def _raw_subscriber(endpoint: str, count: int, ready, result) -> None:
     sock.close()
 
 
-def bench_ingest(count: int = INGEST_MESSAGES) -> dict[str, float]:
-    """Messages per second taken by kwapi-api and by raw pyzmq, same messages, same run."""
-    directory = tempfile.mkdtemp(prefix="kwba", dir="/tmp")
-    endpoint = f"ipc://{directory}/bus"
+def _bound_pub(endpoint: str) -> zmq.Socket:
     pub = zmq.Context.instance().socket(zmq.PUB)
     pub.setsockopt(zmq.SNDHWM, 0)
     pub.setsockopt(zmq.LINGER, 0)
     pub.bind(endpoint)
+    return pub
+
+
+def _warm_up(pub: zmq.Socket, ready) -> None:
+    """Send warm-up measurements until *ready*() says the subscriber gets them."""
+    base = time.time() - 100
+    sent = 0
+
+    def arrived() -> bool:
+        nonlocal sent
+        sent += 1
+        measurement = Measurement(WARMUP_PROBE, base + sent * 1e-3, {"w": 0.0})
+        pub.send_multipart(_signed_frames([measurement])[0])
+        return ready()
+
+    _wait(arrived, 30, "the subscriber")
+
+
+def _ingest_raw(messages: list[list[bytes]]) -> dict[str, float]:
+    directory = tempfile.mkdtemp(prefix="kwbr", dir="/tmp")
+    endpoint = f"ipc://{directory}/bus"
+    pub = _bound_pub(endpoint)
     context = multiprocessing.get_context("spawn")
     ready, result = context.Event(), context.Queue()
-    raw = context.Process(target=_raw_subscriber, args=(endpoint, count, ready, result))
+    raw = context.Process(target=_raw_subscriber, args=(endpoint, len(messages), ready, result))
     raw.start()
+    try:
+        _warm_up(pub, ready.is_set)
+        start = time.monotonic()
+        for frames in messages:
+            pub.send_multipart(frames)
+        sent = time.monotonic()
+        received, last = result.get(timeout=120)
+        raw.join(10)
+        return {"rate": received / (last - start), "received": received, "sent": sent - start}
+    finally:
+        pub.close()
+        if raw.is_alive():
+            raw.terminate()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _ingest_api(messages: list[list[bytes]]) -> dict[str, float]:
+    directory = tempfile.mkdtemp(prefix="kwba", dir="/tmp")
+    endpoint = f"ipc://{directory}/bus"
+    pub = _bound_pub(endpoint)
     api = Api(directory, endpoint)
     try:
-        base = time.time()
-        messages = _signed_frames(
-            [
-                Measurement(f"node-{i % INGEST_PROBES}", base + 1 + i * 1e-6, {"w": 100.0 + i % 97})
-                for i in range(count)
-            ]
-        )
-        warm = 0
-
-        def both_ready() -> bool:
-            nonlocal warm
-            warm += 1
-            pub.send_multipart(
-                _signed_frames([Measurement(WARMUP_PROBE, base - 100 + warm * 1e-3, {"w": 0})])[0]
-            )
-            return ready.is_set() and api.accepted() > 0
-
-        _wait(both_ready, 30, "both subscribers")
+        _warm_up(pub, lambda: api.accepted() > 0)
         baseline = api.accepted()
         start = time.monotonic()
         for frames in messages:
             pub.send_multipart(frames)
         sent = time.monotonic()
-        target = baseline + count
+        target = baseline + len(messages)
         last_count, last_change = baseline, time.monotonic()
         while True:
             accepted = api.accepted()
@@ -180,24 +203,24 @@ def bench_ingest(count: int = INGEST_MESSAGES) -> dict[str, float]:
             elif now - last_change > 5:
                 break  # nothing more is coming: some were dropped
             time.sleep(0.005)
-        api_seconds = now - start
-        raw_received, raw_last = result.get(timeout=60)
-        raw.join(10)
-        api_received = accepted - baseline
-        return {
-            "messages": count,
-            "publish_rate": count / (sent - start),
-            "raw_rate": raw_received / (raw_last - start),
-            "raw_received": raw_received,
-            "api_rate": api_received / api_seconds,
-            "api_received": api_received,
-        }
+        received = accepted - baseline
+        return {"rate": received / (now - start), "received": received, "sent": sent - start}
     finally:
         api.stop()
         pub.close()
-        if raw.is_alive():
-            raw.terminate()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def bench_ingest(count: int = INGEST_MESSAGES) -> dict[str, dict[str, float]]:
+    """Messages per second taken by raw pyzmq, then by kwapi-api, from the same frames."""
+    base = time.time()
+    messages = _signed_frames(
+        [
+            Measurement(f"node-{i % INGEST_PROBES}", base + 1 + i * 1e-6, {"w": 100.0 + i % 97})
+            for i in range(count)
+        ]
+    )
+    return {"raw": _ingest_raw(messages), "api": _ingest_api(messages)}
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -223,24 +246,11 @@ def bench_latency(probes: int) -> dict[str, float]:
     """GET /v1/probes/ p50/p99 and RSS per probe with *probes* probes."""
     directory = tempfile.mkdtemp(prefix="kwbl", dir="/tmp")
     endpoint = f"ipc://{directory}/bus"
-    pub = zmq.Context.instance().socket(zmq.PUB)
-    pub.setsockopt(zmq.SNDHWM, 0)
-    pub.setsockopt(zmq.LINGER, 0)
-    pub.bind(endpoint)
+    pub = _bound_pub(endpoint)
     api = Api(directory, endpoint)
     try:
         base = time.time()
-        warm = 0
-
-        def subscribed() -> bool:
-            nonlocal warm
-            warm += 1
-            pub.send_multipart(
-                _signed_frames([Measurement(WARMUP_PROBE, base - 100 + warm * 1e-3, {"w": 0})])[0]
-            )
-            return api.accepted() > 0
-
-        _wait(subscribed, 30, "kwapi-api to subscribe")
+        _warm_up(pub, lambda: api.accepted() > 0)
         connection = HTTPConnection("127.0.0.1", api.port, timeout=30)
         _time_gets(connection, "/v1/", 20)  # warm the server and the connection up
         rss_before = api.rss_bytes()
@@ -259,6 +269,7 @@ def bench_latency(probes: int) -> dict[str, float]:
         repeat = 200 if probes <= 1_000 else 60
         probes_times, size = _time_gets(connection, "/v1/probes/", repeat)
         floor_times, _ = _time_gets(connection, "/v1/", repeat)
+        metrics_times, metrics_size = _time_gets(connection, "/metrics", max(10, repeat // 10))
         rss_after = api.rss_bytes()
         connection.close()
         return {
@@ -268,6 +279,8 @@ def bench_latency(probes: int) -> dict[str, float]:
             "floor_p50": _percentile(floor_times, 0.50),
             "mean": statistics.fmean(probes_times),
             "size": size,
+            "metrics_p50": _percentile(metrics_times, 0.50),
+            "metrics_size": metrics_size,
             "rss_per_probe": (rss_after - rss_before) / probes,
             "rss_after": rss_after,
         }
@@ -280,29 +293,29 @@ def bench_latency(probes: int) -> dict[str, float]:
 def main() -> None:
     """Print the ingest rates with their ratio, then latency and memory per probe count."""
     print(
-        f"ingest: {INGEST_MESSAGES} signed measurements, {INGEST_PROBES} probes, ipc://, "
-        "one publisher, kwapi-api and a raw pyzmq SUB subscribed at once"
+        f"ingest: {INGEST_MESSAGES} signed measurements, {INGEST_PROBES} probes, ipc://; "
+        "the same pre-encoded frames sent to a raw pyzmq SUB, then to kwapi-api"
     )
     ingest = bench_ingest()
-    print(f"  publisher sent at        {ingest['publish_rate']:>10,.0f} msg/s")
-    print(
-        f"  raw pyzmq SUB            {ingest['raw_rate']:>10,.0f} msg/s "
-        f"({ingest['raw_received']} received)"
-    )
-    print(
-        f"  kwapi-api (accepted)     {ingest['api_rate']:>10,.0f} msg/s "
-        f"({ingest['api_received']} accepted)"
-    )
-    print(f"  kwapi-api / raw pyzmq    {ingest['api_rate'] / ingest['raw_rate']:.2f}")
+    raw, api = ingest["raw"], ingest["api"]
+    for label, r in (("raw pyzmq SUB (counts)", raw), ("kwapi-api (accepted)", api)):
+        print(
+            f"  {label:24s} {r['rate']:>10,.0f} msg/s ({r['received']} of {INGEST_MESSAGES}; "
+            f"publisher sent at {INGEST_MESSAGES / r['sent']:,.0f} msg/s)"
+        )
+    print(f"  kwapi-api / raw pyzmq    {api['rate'] / raw['rate']:.2f}")
     print("GET /v1/probes/ (keep-alive connection; floor = GET /v1/ on the same server)")
-    print("  probes    p50 ms    p99 ms  floor p50 ms  p50/floor  body bytes  RSS bytes/probe")
+    print(
+        "  probes    p50 ms    p99 ms  floor p50 ms  p50/floor  body bytes"
+        "  RSS bytes/probe  /metrics p50 ms"
+    )
     for probes in PROBE_COUNTS:
         r = bench_latency(probes)
         per_probe = f"{r['rss_per_probe']:,.0f}" if probes >= 1_000 else "(noise)"
         print(
             f"  {probes:>6}  {r['p50'] * 1e3:>8.2f}  {r['p99'] * 1e3:>8.2f}  "
             f"{r['floor_p50'] * 1e3:>12.2f}  {r['p50'] / r['floor_p50']:>9.1f}  "
-            f"{r['size']:>10,}  {per_probe:>15}"
+            f"{r['size']:>10,}  {per_probe:>15}  {r['metrics_p50'] * 1e3:>15.1f}"
         )
 
 

@@ -110,10 +110,13 @@ def _receive_kwapi(endpoint: str, count: int, ready) -> tuple[int, float]:
         [endpoint], handle, MessageValidator(Verifier([SECRET])), rcvhwm=10 * count
     )
     receiver.start()
-    while not finished.wait(0.5):
+    deadline = time.monotonic() + 120
+    while not finished.wait(0.5) and time.monotonic() < deadline:
         before = state["received"]
         if ready.is_set() and not finished.wait(3) and state["received"] == before:
             break  # nothing more is coming: some were dropped
+    if not ready.is_set():
+        print(f"  no warm-up message reached the receiver: {receiver.stats.snapshot()}")
     receiver.stop()
     receiver.join(5)
     return state["received"], state["last"] - state["first"]

@@ -26,3 +26,30 @@ def list_forwarder_opts():
 def list_receiver_opts():
     """Options every plugin shares: where and how to receive measurements."""
     return [("DEFAULT", service.common_opts + bus_options.receiver_opts)]
+
+
+def list_api_opts():
+    """Options of kwapi-api: receiver, collector, REST API and authentication."""
+    from kwapi.plugins.api import auth
+    from kwapi.plugins.api import options as api_options
+
+    return [
+        (
+            "DEFAULT",
+            service.common_opts + bus_options.receiver_opts + api_options.api_opts + auth.auth_opts,
+        )
+    ]
+
+
+def list_rrd_opts():
+    """Options of kwapi-rrd."""
+    from kwapi.plugins.rrd.options import rrd_opts
+
+    return [("DEFAULT", service.common_opts + bus_options.receiver_opts + rrd_opts)]
+
+
+def list_ceilometer_opts():
+    """Options the kwapi pollsters add to ceilometer.conf."""
+    from kwapi.ceilometer.options import list_opts
+
+    return list_opts()

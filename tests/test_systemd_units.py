@@ -14,7 +14,10 @@ UNITS = sorted((Path(__file__).parent.parent / "etc" / "systemd").glob("kwapi-*.
 
 def test_every_daemon_has_a_unit():
     assert [unit.stem for unit in UNITS] == [
-        "kwapi-api", "kwapi-drivers", "kwapi-forwarder", "kwapi-rrd",
+        "kwapi-api",
+        "kwapi-drivers",
+        "kwapi-forwarder",
+        "kwapi-rrd",
     ]
 
 

@@ -139,19 +139,19 @@ class Driver(threading.Thread):
                 return
             except (DeviceError, OSError, TimeoutError) as exc:
                 error = f"{type(exc).__name__}: {exc}"
-                delay = backoff.next_delay()
-                if error != last_error:
-                    self.log.warning(
-                        "wattmeter %s: %s; retrying every %.0f s at most",
-                        self.wattmeter,
-                        error,
-                        self.params.max_backoff,
-                    )
-                else:
-                    self.log.debug("wattmeter %s: still failing: %s", self.wattmeter, error)
-                last_error = error
-                self._safe_teardown()
-                self.stop_event.wait(delay)
+            # Logged outside the except block, so the line carries no traceback.
+            if error != last_error:
+                self.log.warning(
+                    "wattmeter %s: %s; retrying every %g s at most",
+                    self.wattmeter,
+                    error,
+                    self.params.max_backoff,
+                )
+            else:
+                self.log.debug("wattmeter %s: still failing: %s", self.wattmeter, error)
+            last_error = error
+            self._safe_teardown()
+            self.stop_event.wait(backoff.next_delay())
 
     def _read_loop(self, backoff: Backoff, recovering: bool) -> None:
         interval = self.params.interval

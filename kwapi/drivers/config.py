@@ -134,7 +134,8 @@ def _parse_section(section: Section) -> Wattmeter:
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise error(f"parameters[{where!r}]", first["msg"]) from None
+        key = f"parameters[{where!r}]" if where else "parameters"
+        raise error(key, first["msg"].removeprefix("Value error, ")) from None
     try:
         driver_class.validate(tuple(probes), parameters)
     except ValueError as exc:

@@ -72,11 +72,12 @@ def test_errors_name_file_section_and_key(values, key, fragment):
     assert str(error).startswith(f"drivers.conf: [Meter] {key}:")
 
 
-def test_cross_field_parameter_errors_are_reported():
-    with pytest.raises(ConfigError, match="min must be lower than max"):
+def test_cross_field_parameter_errors_name_the_parameters_key():
+    with pytest.raises(ConfigError) as caught:
         parse_wattmeters(
             [section(driver="Dummy", probes="['A']", parameters="{'min': 5, 'max': 5}")]
         )
+    assert str(caught.value) == "drivers.conf: [Meter] parameters: min must be lower than max"
 
 
 def test_probe_ids_are_unique_across_wattmeters():

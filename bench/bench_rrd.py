@@ -1,0 +1,199 @@
+"""RRD plugin: updates per second the storage sustains, with and without rrdcached,
+and how long graphs take to draw, each beside a reference measured in the same run.
+
+Storage: N probes (1,000 and 10,000), each sending one power value per second;
+the files are created first and written once, then rounds of N updates (one simulated second
+each, timestamps in the past) are written for a few seconds of wall time.
+The reference is bare ``rrdtool.update`` on the same files, without the
+storage layer.  With rrdcached, the time to flush everything to disk
+afterwards is given too.
+
+Graphs: the summary graph of the last 5 minutes for 1, 10 and 100 probes,
+drawn without the cache, then the same graph served from the cache.  The
+reference is a bare one-line ``rrdtool.graph`` of a single file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import rrdtool
+
+from kwapi.bus.protocol import Measurement
+from kwapi.plugins.rrd.graphs import Grapher
+from kwapi.plugins.rrd.periods import PERIODS
+from kwapi.plugins.rrd.storage import RrdcachedClient, RrdStorage
+
+SECONDS = float(os.environ.get("KWAPI_BENCH_RRD_SECONDS", "4"))
+PROBE_COUNTS = (1000, 10000)
+GRAPH_PROBES = (1, 10, 100)
+
+
+class Rrdcached:
+    """A private rrdcached on a unix socket (writes deferred, flushed at the end)."""
+
+    def __init__(self, base: Path) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="kwbench", dir="/tmp"))
+        self.address = f"unix:{self.directory / 's'}"
+        (self.directory / "j").mkdir()
+        self.process = subprocess.Popen(
+            [
+                *("rrdcached", "-g", "-l", self.address, "-b", str(base)),
+                *("-w", "600", "-z", "300", "-t", "4", "-j", str(self.directory / "j")),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.client = RrdcachedClient(self.address)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.client.stats()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _feed(storage: RrdStorage, probes: list[str], start: int, bare: bool) -> tuple[float, int]:
+    """Write rounds of one update per probe for SECONDS; return (updates/s, rounds)."""
+    daemon = storage.daemon_args()
+    paths = [str(storage.path(p, "w")) for p in probes]
+    began = time.perf_counter()
+    rounds = 0
+    while time.perf_counter() - began < SECONDS:
+        timestamp = float(start + rounds)
+        if bare:
+            for path in paths:
+                rrdtool.update(path, *daemon, f"{timestamp:.6f}:{100.0 + rounds % 7!r}")
+        else:
+            for probe in probes:
+                storage.update(Measurement(probe, timestamp, {"w": 100.0 + rounds % 7}))
+        rounds += 1
+    elapsed = time.perf_counter() - began
+    return rounds * len(probes) / elapsed, rounds
+
+
+def bench_storage(count: int, cached: bool) -> dict[str, float]:
+    """Create *count* probes' files, then measure updates/s through the storage and bare."""
+    directory = Path(tempfile.mkdtemp(prefix="kwbench-rrd"))
+    daemon = Rrdcached(directory) if cached else None
+    try:
+        storage = RrdStorage(directory, daemon=daemon.address if daemon else None)
+        probes = [f"node-{i}" for i in range(count)]
+        start = int(time.time()) - 7 * 86400  # far enough back for every round
+        began = time.perf_counter()
+        for probe in probes:
+            storage.update(Measurement(probe, float(start), {"w": 1.0}))
+        created = time.perf_counter() - began
+        for probe in probes:  # one untimed round, so rrdcached knows every file
+            storage.update(Measurement(probe, float(start + 1), {"w": 1.0}))
+        ours, rounds = _feed(storage, probes, start + 2, bare=False)
+        bare, more = _feed(storage, probes, start + 2 + rounds, bare=True)
+        flush = 0.0
+        if daemon:
+            began = time.perf_counter()
+            storage.flush()
+            # FLUSHALL only queues the work: wait for rrdcached's queue to drain.
+            while daemon.client.stats()["QueueLength"] > 0:
+                time.sleep(0.05)
+            flush = time.perf_counter() - began
+        return {
+            "create_s": created,
+            "updates_per_s": ours,
+            "bare_per_s": bare,
+            "rounds": rounds + more,
+            "flush_s": flush,
+        }
+    finally:
+        if daemon:
+            daemon.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _timed(action, repeat: int) -> float:
+    """Median seconds of *repeat* runs of *action*."""
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+def bench_graphs() -> list[tuple[str, float]]:
+    """Drawing times of summary graphs, a cached graph and a bare rrdtool graph."""
+    directory = Path(tempfile.mkdtemp(prefix="kwbench-graph"))
+    try:
+        storage = RrdStorage(directory)
+        end = int(time.time())
+        probes = [f"node-{i}" for i in range(max(GRAPH_PROBES))]
+        for offset in range(300, 0, -1):
+            for index, probe in enumerate(probes):
+                storage.update(Measurement(probe, float(end - offset), {"w": 50.0 + index}))
+        grapher = Grapher(storage)
+        minute = PERIODS["minute"]
+        path = str(storage.path(probes[0], "w"))
+        bare = _timed(
+            lambda: rrdtool.graphv(
+                "-",
+                "--start",
+                f"{end - 300}",
+                "--end",
+                f"{end}",
+                f"DEF:v={path}:value:AVERAGE",
+                "LINE1:v#00AA00",
+            ),
+            20,
+        )
+        rows = [("bare rrdtool.graph, 1 file, 1 line (reference)", bare)]
+        for count in GRAPH_PROBES:
+            subset = tuple(probes[:count])
+            seconds = _timed(lambda s=subset: grapher.draw_summary(minute, s, end), 10)
+            rows.append((f"summary graph, {count} probe(s), drawn", seconds))
+        grapher.summary(minute)  # draw once into the cache
+        cached = _timed(lambda: grapher.summary(minute), 1000)
+        rows.append((f"summary graph, {len(probes)} probes, from the cache", cached))
+        return rows
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def main() -> None:
+    print(f"storage: files created first, then {SECONDS:.0f} s of 1 Hz rounds per case")
+    header = (
+        f"{'probes':>7} {'rrdcached':>9} {'create s':>9} {'updates/s':>10} {'bare/s':>9} "
+        f"{'ours/bare':>9} {'x 1 Hz':>7} {'flush s':>8}"
+    )
+    print(header)
+    for count in PROBE_COUNTS:
+        for cached in (False, True):
+            r = bench_storage(count, cached)
+            print(
+                f"{count:>7} {'yes' if cached else 'no':>9} {r['create_s']:>9.1f} "
+                f"{r['updates_per_s']:>10.0f} {r['bare_per_s']:>9.0f} "
+                f"{r['updates_per_s'] / r['bare_per_s']:>9.2f} "
+                f"{r['updates_per_s'] / count:>7.1f} {r['flush_s']:>8.2f}",
+                flush=True,
+            )
+    print("\ngraphs (median):")
+    rows = bench_graphs()
+    reference = rows[0][1]
+    for label, seconds in rows:
+        print(f"  {label:<52} {seconds * 1000:>9.3f} ms  {seconds / reference:>7.2f} x reference")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""kwapi-api: collect energy from the bus and serve it over HTTP."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+import threading
+
+import waitress
+from waitress.server import BaseWSGIServer, MultiSocketServer
+
+from kwapi import service
+from kwapi.bus.options import make_receiver, receiver_opts
+from kwapi.bus.receiver import Receiver
+from kwapi.config import ConfigError
+from kwapi.plugins.api import auth
+from kwapi.plugins.api.app import create_app
+from kwapi.plugins.api.collector import Collector
+from kwapi.plugins.api.metrics import make_registry
+from kwapi.plugins.api.options import api_opts
+from kwapi.plugins.api.state import PeriodicSaver, StateStore
+
+PROG = "kwapi-api"
+LOG = logging.getLogger(PROG)
+
+
+class _Stop(SystemExit):
+    """Raised in the main thread by SIGTERM/SIGINT to leave the server loop."""
+
+
+def receiver_status(receiver: Receiver) -> dict:
+    """What /healthz shows of *receiver*."""
+    stats = receiver.stats.snapshot()
+    return {"alive": receiver.is_alive(), "endpoints": receiver.endpoints, **stats}
+
+
+def serve(argv: list[str] | None = None) -> int:
+    """Receive, collect and serve until SIGTERM or SIGINT."""
+    conf = service.prepare(PROG, argv, [(None, receiver_opts + api_opts + auth.auth_opts)])
+    stop = service.stop_event_on_signals()
+
+    store = StateStore(conf.state_file)
+    collector = Collector(
+        max_gap=conf.max_gap,
+        cleaning_interval=conf.cleaning_interval,
+        records=store.load(),
+    )
+    saver = PeriodicSaver(store, collector.records, conf.state_save_interval)
+    try:
+        store.save(collector.records())
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the state file: {exc.strerror or exc}",
+            section="DEFAULT",
+            key="state_file",
+        ) from None
+    receiver = make_receiver(conf, collector.add)
+    registry = make_registry(collector, lambda: receiver.stats.snapshot())
+    app = create_app(collector, lambda: receiver_status(receiver), registry)
+    wsgi_app = auth.wrap(app.wsgi_app, conf)
+    app.wsgi_app = wsgi_app
+    try:
+        server = waitress.create_server(
+            app,
+            host=conf.api_host,
+            port=conf.api_port,
+            threads=conf.api_threads,
+            ident="kwapi-api",
+            clear_untrusted_proxy_headers=True,
+        )
+    except ValueError as exc:  # waitress: the host does not resolve
+        raise ConfigError(
+            f"cannot listen on {conf.api_host}:{conf.api_port}: {exc}",
+            section="DEFAULT",
+            key="api_host",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {conf.api_host}:{conf.api_port}: {exc.strerror or exc}",
+            section="DEFAULT",
+            key="api_host" if isinstance(exc, socket.gaierror) else "api_port",
+        ) from None
+
+    receiver.start()
+    receiver.wait_ready(10)
+    saver.start()
+    LOG.info(
+        "receiving from %s (%s); %d probe(s) in the state file %s",
+        ", ".join(receiver.endpoints),
+        "signatures checked" if conf.signature_checking else "signatures NOT checked",
+        len(collector),
+        store.path,
+    )
+
+    def leave(signum: int, _frame: object) -> None:
+        LOG.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+        raise _Stop(0)
+
+    previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if not stop.is_set():
+            LOG.info(
+                "serving the API on http://%s:%s/v1/ (auth: %s)",
+                conf.api_host,
+                getattr(server, "effective_port", conf.api_port),
+                conf.auth_strategy,
+            )
+            server.run()
+    except _Stop:
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    _shutdown(server, receiver, saver, store, collector)
+    return 0
+
+
+def _shutdown(
+    server: BaseWSGIServer | MultiSocketServer,
+    receiver: Receiver,
+    saver: PeriodicSaver,
+    store: StateStore,
+    collector: Collector,
+) -> None:
+    """Stop serving, stop receiving, then save the state one last time."""
+    server.task_dispatcher.shutdown(timeout=5)
+    server.close()
+    receiver.stop()
+    receiver.join(5)
+    saver.stop()
+    try:
+        count = store.save(collector.records())
+    except OSError as exc:
+        LOG.error("cannot save state to %s at exit: %s", store.path, exc)
+        return
+    LOG.info(
+        "stopped; state of %d probe(s) saved to %s (%d accepted, %d rejected)",
+        count,
+        store.path,
+        receiver.stats.accepted,
+        sum(receiver.stats.rejected.values()),
+    )
+
+
+def main() -> None:
+    """Console script entry point."""
+    threading.current_thread().name = PROG
+    service.run(PROG, lambda: serve(sys.argv[1:]))

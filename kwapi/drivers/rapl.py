@@ -1,0 +1,189 @@
+"""Rapl: CPU and memory power from the Linux powercap tree (Intel/AMD RAPL).
+
+Every zone of /sys/class/powercap counts the energy it used in
+``energy_uj`` (microjoules), a counter that wraps at ``max_energy_range_uj``.
+The driver reads the counters every interval and publishes the energy used
+since the previous reading divided by the time elapsed on its own monotonic
+clock.  ``intel-rapl-mmio`` zones repeat the package counters through another
+interface and are ignored.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import pydantic
+
+from kwapi.drivers.base import DeviceError, Driver, DriverParameters, Readings
+
+ZoneKind = Literal["package", "core", "uncore", "dram", "psys"]
+# Control types that duplicate the MSR counters: same energy, read another way.
+DUPLICATE_PREFIXES = ("intel-rapl-mmio",)
+ZONE_DIR = re.compile(r"(?P<type>[a-z][a-z0-9-]*):(?P<path>\d+(?::\d+)*)")
+PERMISSION_HINT = (
+    "energy_uj is readable by root only since Linux 5.10 (CVE-2020-8694): "
+    "run kwapi-drivers as root or install the udev rule of doc/drivers/rapl.rst"
+)
+
+
+class RaplParameters(DriverParameters):
+    """Parameters of the Rapl driver."""
+
+    powercap_path: str = pydantic.Field(
+        "/sys/class/powercap", min_length=1, description="Root of the powercap tree."
+    )
+    zones: tuple[ZoneKind, ...] = pydantic.Field(
+        ("package",),
+        min_length=1,
+        description="Kinds of zone the probes map to, in order within each package.",
+    )
+
+    @pydantic.field_validator("zones")
+    @classmethod
+    def _distinct(cls, zones: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(zones)) != len(zones):
+            raise ValueError("a zone kind is listed twice")
+        return zones
+
+
+@dataclass
+class Zone:
+    """One powercap zone with an energy counter."""
+
+    label: str
+    path: str
+    max_range_uj: int
+    last_uj: int | None = None
+    last_time: float = 0.0
+
+
+def discover_zones(root: str, kinds: Sequence[str]) -> list[Zone]:
+    """List the zones of *kinds* under *root*, package by package.
+
+    Packages come in the order of their zone number; within a package the
+    zones follow *kinds*.  A ``psys`` zone (platform-wide) comes where its
+    own zone number puts it.
+    """
+    try:
+        entries = os.listdir(root)
+    except FileNotFoundError:
+        raise DeviceError(
+            f"no powercap tree at {root} (is the intel_rapl_common or rapl module loaded?)"
+        ) from None
+    tops: list[tuple[tuple[int, ...], str, str]] = []
+    subs: dict[tuple[str, int], list[tuple[tuple[int, ...], str, str]]] = {}
+    for entry in entries:
+        match = ZONE_DIR.fullmatch(entry)
+        if match is None or match["type"].startswith(DUPLICATE_PREFIXES):
+            continue
+        path = os.path.join(root, entry)
+        if not os.path.exists(os.path.join(path, "energy_uj")):
+            continue
+        numbers = tuple(int(part) for part in match["path"].split(":"))
+        name = _read_text(os.path.join(path, "name"))
+        if len(numbers) == 1:
+            tops.append((numbers, name, path))
+        else:
+            subs.setdefault((match["type"], numbers[0]), []).append((numbers, name, path))
+    zones: list[Zone] = []
+    for numbers, name, path in sorted(tops):
+        if name == "psys":
+            if "psys" in kinds:
+                zones.append(_zone(name, path))
+            continue
+        if not name.startswith("package"):
+            continue
+        control_type = os.path.basename(path).split(":", 1)[0]
+        children = sorted(subs.get((control_type, numbers[0]), []))
+        for kind in kinds:
+            if kind == "package":
+                zones.append(_zone(name, path))
+            elif kind != "psys":
+                zones.extend(
+                    _zone(f"{name}/{child}", child_path)
+                    for _, child, child_path in children
+                    if child == kind
+                )
+    return zones
+
+
+def _zone(label: str, path: str) -> Zone:
+    max_range = _read_int(os.path.join(path, "max_energy_range_uj"))
+    if max_range <= 0:
+        raise DeviceError(f"{path}/max_energy_range_uj is {max_range}")
+    return Zone(label, path, max_range)
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="ascii") as handle:
+            return handle.read().strip()
+    except PermissionError:
+        raise DeviceError(f"permission denied reading {path}: {PERMISSION_HINT}") from None
+    except OSError as exc:
+        if exc.errno == errno.ENODATA:  # a zone the firmware disabled
+            raise DeviceError(f"{path}: no data (zone disabled by the firmware?)") from None
+        raise DeviceError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _read_int(path: str) -> int:
+    text = _read_text(path)
+    try:
+        return int(text)
+    except ValueError:
+        raise DeviceError(f"{path} holds {text[:40]!r}, not an integer") from None
+
+
+def energy_delta(previous: int, current: int, max_range: int) -> int:
+    """Microjoules used between two counter values, allowing one wraparound."""
+    if current >= previous:
+        return current - previous
+    return current + max_range - previous
+
+
+class RaplDriver(Driver):
+    """RAPL zones of this machine; each probe is one zone (package by default)."""
+
+    Parameters = RaplParameters
+    params: RaplParameters
+
+    def setup(self) -> None:
+        zones = discover_zones(self.params.powercap_path, self.params.zones)
+        wanted = max(i for i, probe_id in enumerate(self.probe_ids) if probe_id is not None) + 1
+        if len(zones) < wanted:
+            found = ", ".join(zone.label for zone in zones) or "none"
+            raise DeviceError(
+                f"{wanted} probe(s) but {len(zones)} RAPL zone(s) of kinds "
+                f"{', '.join(self.params.zones)} under {self.params.powercap_path} ({found})"
+            )
+        self._zones = {
+            probe_id: zone
+            for probe_id, zone in zip(self.probe_ids, zones, strict=False)
+            if probe_id is not None
+        }
+        mapping = ", ".join(f"{probe_id} is {zone.label}" for probe_id, zone in self._zones.items())
+        if mapping != getattr(self, "_announced", None):  # once, not at every retry
+            self._announced = mapping
+            self.log.info("wattmeter %s: %s", self.wattmeter, mapping)
+
+    def read(self) -> Readings:
+        readings = {}
+        for probe_id, zone in self._zones.items():
+            counter = _read_int(os.path.join(zone.path, "energy_uj"))
+            now = time.monotonic()
+            previous, previous_time = zone.last_uj, zone.last_time
+            zone.last_uj, zone.last_time = counter, now
+            if previous is None or now - previous_time <= 1e-3:
+                continue  # the first reading only sets the baseline
+            delta = energy_delta(previous, counter, zone.max_range_uj)
+            readings[probe_id] = {"w": round(delta / 1e6 / (now - previous_time), 3)}
+        return readings
+
+    def teardown(self) -> None:
+        self._zones = {}

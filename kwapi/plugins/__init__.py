@@ -1,0 +1,1 @@
+"""Plugins: daemons that subscribe to the bus and make measurements useful."""

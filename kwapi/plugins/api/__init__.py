@@ -1,0 +1,1 @@
+"""The API plugin: an energy collector behind a REST API and Prometheus metrics."""

@@ -1,0 +1,120 @@
+"""The REST API (v1), /healthz and /metrics, as a Flask application.
+
+Every error, including unknown routes and wrong methods, is answered with a
+JSON body ``{"error": {"code", "title", "message"}}``; a path missing its
+trailing slash is redirected to the one with it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from flask import Flask, Response, jsonify, url_for
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from werkzeug.exceptions import HTTPException, NotFound
+
+from kwapi.plugins.api.collector import Collector
+
+LOG = logging.getLogger(__name__)
+
+StatusSource = Callable[[], dict]
+
+
+def error_body(code: int, title: str, message: str) -> dict:
+    """The JSON document of an error response."""
+    return {"error": {"code": code, "title": title, "message": message}}
+
+
+def create_app(
+    collector: Collector,
+    receiver_status: StatusSource,
+    registry: CollectorRegistry,
+) -> Flask:
+    """Build the application serving *collector*.
+
+    *receiver_status* returns the receiver's state for /healthz: ``alive``
+    (bool) and whatever else is worth showing; *registry* is what /metrics
+    exports.
+    """
+    app = Flask("kwapi.api")
+    app.json.sort_keys = False
+    app.json.compact = True
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        response = jsonify(error_body(exc.code, exc.name, exc.description))
+        response.status_code = exc.code
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected_error(exc: Exception) -> tuple[Response, int]:
+        LOG.exception("error while serving a request")
+        body = error_body(500, "Internal Server Error", "the server failed to answer; see its log")
+        return jsonify(body), 500
+
+    def version_v1() -> dict:
+        return {
+            "id": "v1",
+            "status": "CURRENT",
+            "links": [
+                {"rel": "self", "href": url_for("v1", _external=True)},
+                {"rel": "probe-ids", "href": url_for("probe_ids", _external=True)},
+                {"rel": "probes", "href": url_for("probes", _external=True)},
+            ],
+            "media-types": [{"base": "application/json"}],
+        }
+
+    @app.get("/")
+    def versions() -> Response:
+        return jsonify({"versions": [version_v1()]})
+
+    @app.get("/v1/")
+    def v1() -> Response:
+        return jsonify({"version": version_v1()})
+
+    @app.get("/v1/probe-ids/")
+    def probe_ids() -> Response:
+        return jsonify({"probe_ids": list(collector.visible())})
+
+    @app.get("/v1/probes/")
+    def probes() -> Response:
+        served = collector.visible()
+        return jsonify({"probes": {probe: record.as_api() for probe, record in served.items()}})
+
+    def find(probe: str) -> dict:
+        record = collector.get(probe)
+        if record is None:
+            raise NotFound(f"no probe {probe!r} (unknown, or silent for too long)")
+        return record.as_api()
+
+    @app.get("/v1/probes/<probe>/")
+    def probe(probe: str) -> Response:
+        return jsonify({probe: find(probe)})
+
+    @app.get("/v1/probes/<probe>/<meter>/")
+    def probe_meter(probe: str, meter: str) -> Response:
+        values = find(probe)
+        if meter not in values:
+            raise NotFound(f"probe {probe!r} has no meter {meter!r}")
+        return jsonify({probe: {meter: values[meter]}})
+
+    @app.get("/healthz")
+    def healthz() -> tuple[Response, int]:
+        receiver = receiver_status()
+        alive = bool(receiver.get("alive"))
+        body = {
+            "status": "ok" if alive else "down",
+            "receiver": receiver,
+            "probes": {"served": collector.count_visible(), "known": len(collector)},
+        }
+        return jsonify(body), 200 if alive else 503
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+    return app

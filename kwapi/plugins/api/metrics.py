@@ -1,0 +1,153 @@
+"""Prometheus metrics of kwapi-api, computed from the collector at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector as PrometheusCollector
+from prometheus_client.utils import floatToGoString
+
+from kwapi.plugins.api.collector import JOULES_PER_KWH, POWER_METER, Collector
+
+PREFIX = "kwapi_"
+#: Metric families kwapi-api defines itself; a meter whose name would clash is not exported.
+RESERVED_FAMILIES = frozenset(
+    {
+        "kwapi_power_watts",
+        "kwapi_energy_joules",
+        "kwapi_measurement_timestamp_seconds",
+        "kwapi_energy_gaps",
+        "kwapi_probes",
+        "kwapi_collector_out_of_order",
+        "kwapi_receiver_delay_seconds",
+    }
+)
+#: Meters that are exported under their own family rather than kwapi_<meter>.
+SKIPPED_METERS = frozenset({POWER_METER, "kwh"})
+
+StatsSource = Callable[[], dict]
+
+
+def meter_family(meter: str) -> str | None:
+    """Name of the gauge family of *meter*, or None if it is not exported as such."""
+    if meter in SKIPPED_METERS:
+        return None
+    name = PREFIX + meter
+    base = name.removesuffix("_total").removesuffix("_created")
+    if base in RESERVED_FAMILIES or name.startswith(PREFIX + "receiver_"):
+        return None
+    return name
+
+
+class KwapiMetrics(PrometheusCollector):
+    """Exports every served probe and the receiver's counters at each scrape."""
+
+    def __init__(self, collector: Collector, receiver_stats: StatsSource) -> None:
+        self._collector = collector
+        self._receiver_stats = receiver_stats
+
+    def collect(self) -> Iterator[Metric]:
+        records = self._collector.visible()
+        power = GaugeMetricFamily(
+            "kwapi_power_watts", "Last power reading of the probe, in watts.", labels=["probe"]
+        )
+        energy = CounterMetricFamily(
+            "kwapi_energy_joules",
+            "Energy the probe has used since it was first seen, in joules.",
+            labels=["probe"],
+        )
+        stamp = GaugeMetricFamily(
+            "kwapi_measurement_timestamp_seconds",
+            "Driver time of the probe's last measurement, in seconds since the epoch.",
+            labels=["probe"],
+        )
+        gaps = CounterMetricFamily(
+            "kwapi_energy_gaps",
+            "Intervals longer than max_gap that were left out of the probe's energy.",
+            labels=["probe"],
+        )
+        others: dict[str, GaugeMetricFamily] = {}
+        for probe_id, record in records.items():
+            labels = [probe_id]
+            w = record.w
+            if w is not None:
+                power.add_metric(labels, w)
+            energy.add_metric(labels, record.kwh * JOULES_PER_KWH)
+            stamp.add_metric(labels, record.timestamp)
+            gaps.add_metric(labels, record.gaps)
+            for meter, value in record.meters.items():
+                name = meter_family(meter)
+                if name is None:
+                    continue
+                family = others.get(name)
+                if family is None:
+                    family = others[name] = GaugeMetricFamily(
+                        name, f"Last value of meter {meter!r} of the probe.", labels=["probe"]
+                    )
+                family.add_metric(labels, value)
+        yield power
+        yield energy
+        yield stamp
+        yield gaps
+        yield from others.values()
+        yield GaugeMetricFamily(
+            "kwapi_probes", "Probes currently served by the API.", value=len(records)
+        )
+        yield CounterMetricFamily(
+            "kwapi_collector_out_of_order",
+            "Measurements ignored because they were not newer than the probe's last one.",
+            value=self._collector.out_of_order,
+        )
+        stats = self._receiver_stats()
+        yield CounterMetricFamily(
+            "kwapi_receiver_accepted",
+            "Messages the receiver accepted.",
+            value=stats["accepted"],
+        )
+        rejected = CounterMetricFamily(
+            "kwapi_receiver_rejected",
+            "Messages the receiver rejected, by reason.",
+            labels=["reason"],
+        )
+        for reason, count in sorted(stats["rejected"].items()):
+            rejected.add_metric([reason], count)
+        yield rejected
+        yield CounterMetricFamily(
+            "kwapi_receiver_handler_errors",
+            "Accepted messages the collector failed to fold in.",
+            value=stats.get("handler_errors", 0),
+        )
+        delay = stats.get("delay")
+        if delay:
+            yield _delay_histogram(delay)
+
+
+def _delay_histogram(delay: dict) -> HistogramMetricFamily:
+    """The receiver's delay histogram (per-bucket counts) as cumulative buckets."""
+    buckets, running = [], 0
+    bounds = [floatToGoString(bound) for bound in delay["buckets"]] + ["+Inf"]
+    for bound, count in zip(bounds, delay["counts"], strict=True):
+        running += count
+        buckets.append((bound, running))
+    return HistogramMetricFamily(
+        "kwapi_receiver_delay_seconds",
+        "Delay from a measurement's timestamp to its acceptance (includes clock skew).",
+        buckets=buckets,
+        sum_value=delay["sum"],
+    )
+
+
+def make_registry(collector: Collector, receiver_stats: StatsSource) -> CollectorRegistry:
+    """A registry with kwapi's metrics and the process' own (memory, CPU, files)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(KwapiMetrics(collector, receiver_stats))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry

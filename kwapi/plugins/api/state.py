@@ -1,0 +1,201 @@
+"""The state file: every probe's energy counter, kept across restarts.
+
+Saves are atomic (temporary file in the same directory, fsync, rename,
+fsync of the directory), so a crash leaves either the previous state or the
+new one.  A state file that cannot be read or parsed is reported, moved
+aside and replaced by an empty state: it never stops the daemon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from types import MappingProxyType
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, field_validator
+
+from kwapi.bus.protocol import is_valid_meter_name, is_valid_probe_id
+from kwapi.plugins.api.collector import ProbeRecord
+
+LOG = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+
+
+class _ProbeState(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    timestamp: FiniteFloat
+    kwh: FiniteFloat
+    meters: dict[str, FiniteFloat] = Field(default_factory=dict)
+    power_timestamp: FiniteFloat | None = None
+    gaps: int = Field(default=0, ge=0)
+
+    @field_validator("meters")
+    @classmethod
+    def _meter_names(cls, meters: dict[str, float]) -> dict[str, float]:
+        for name in meters:
+            if not is_valid_meter_name(name):
+                raise ValueError(f"invalid meter name {name!r}")
+        return meters
+
+
+class _StateFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1]
+    saved_at: FiniteFloat
+    probes: dict[str, _ProbeState]
+
+    @field_validator("probes")
+    @classmethod
+    def _probe_ids(cls, probes: dict[str, _ProbeState]) -> dict[str, _ProbeState]:
+        for probe_id in probes:
+            if not is_valid_probe_id(probe_id):
+                raise ValueError(f"invalid probe id {probe_id!r:.80}")
+        return probes
+
+
+class StateStore:
+    """Reads and writes the state file at *path*."""
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path)
+
+    def load(self) -> list[ProbeRecord]:
+        """Return the saved records; [] when there is no usable state file."""
+        try:
+            with open(self.path, "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            LOG.info("no state file at %s; every probe starts from zero", self.path)
+            return []
+        except OSError as exc:
+            self._set_aside(f"cannot be read ({exc.strerror or exc})")
+            return []
+        try:
+            state = _StateFile.model_validate_json(data)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"]) or "document"
+            self._set_aside(f"is corrupt ({where}: {problem['msg']})")
+            return []
+        records = [
+            ProbeRecord(
+                probe_id,
+                probe.timestamp,
+                probe.kwh,
+                MappingProxyType(dict(probe.meters)),
+                probe.power_timestamp,
+                probe.gaps,
+            )
+            for probe_id, probe in state.probes.items()
+        ]
+        LOG.info("loaded the state of %d probe(s) from %s", len(records), self.path)
+        return records
+
+    def _set_aside(self, problem: str) -> None:
+        aside = f"{self.path}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
+        try:
+            os.replace(self.path, aside)
+        except OSError as exc:
+            LOG.error(
+                "state file %s %s and cannot be moved aside (%s); starting from zero",
+                self.path,
+                problem,
+                exc.strerror or exc,
+            )
+            return
+        LOG.error(
+            "state file %s %s; moved to %s, every probe starts from zero",
+            self.path,
+            problem,
+            aside,
+        )
+
+    def save(self, records: Iterable[ProbeRecord]) -> int:
+        """Write *records* atomically; return how many. Raises OSError on failure."""
+        probes = {
+            r.probe_id: {
+                "timestamp": r.timestamp,
+                "kwh": r.kwh,
+                "meters": dict(r.meters),
+                "power_timestamp": r.power_timestamp,
+                "gaps": r.gaps,
+            }
+            for r in records
+        }
+        body = {"version": STATE_VERSION, "saved_at": time.time(), "probes": probes}
+        directory = os.path.dirname(self.path)
+        os.makedirs(directory, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=".kwapi-state-", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                json.dump(body, handle, separators=(",", ":"), allow_nan=False)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return len(probes)
+
+
+class PeriodicSaver(threading.Thread):
+    """Saves what *source* returns every *interval* seconds until stopped.
+
+    A failed save is logged (once until a save succeeds again) and retried
+    at the next interval; it never ends the thread.
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        source: Callable[[], Iterable[ProbeRecord]],
+        interval: float,
+    ) -> None:
+        super().__init__(name="state-saver", daemon=True)
+        self._store = store
+        self._source = source
+        self._interval = interval
+        self._stop_event = threading.Event()
+        self._failing = False
+        self.saves = 0
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self._interval):
+            self.save_now()
+
+    def save_now(self) -> bool:
+        """Save once; return whether it worked."""
+        try:
+            self._store.save(self._source())
+        except (OSError, ValueError) as exc:
+            if not self._failing:
+                LOG.error("cannot save state to %s: %s", self._store.path, exc)
+            self._failing = True
+            return False
+        if self._failing:
+            LOG.info("state saved to %s again", self._store.path)
+        self._failing = False
+        self.saves += 1
+        return True
+
+    def stop(self) -> None:
+        """Stop the periodic saves (the caller does the final save)."""
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(10)

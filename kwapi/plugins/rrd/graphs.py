@@ -1,0 +1,330 @@
+"""PNG graphs drawn with rrdtool.graph, and a cache that draws each one once per resolution.
+
+The summary graph stacks the power of every probe, each in a colour that
+depends only on its id and the ``hue`` option (a new probe never repaints
+the others), with the total on top.  A probe graph shows one meter of one
+probe: its average with the band between its minimum and maximum.  Power
+legends give average, minimum, maximum and last watts, the energy over the
+period in kWh and its cost.  The y axis always scales to the data.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+import rrdtool
+
+from kwapi.plugins.rrd.periods import POWER, Period, meter_info
+from kwapi.plugins.rrd.storage import DS_NAME, RrdStorage
+
+WIDTH = 640
+HEIGHT = 200
+JOULES_PER_KWH = 3_600_000.0
+
+# librrd's graph code shares font and layout state; one drawing at a time.
+_DRAW_LOCK = threading.Lock()
+
+
+def rrd_text(text: str) -> str:
+    """Escape *text* for an rrdtool legend or DEF path (``\\`` and ``:``)."""
+    return text.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def rrd_format(text: str) -> str:
+    """Escape *text* for the literal part of a GPRINT format (also ``%``)."""
+    return rrd_text(text).replace("%", "%%")
+
+
+def probe_colour(probe_id: str, hue: int) -> str:
+    """Return ``RRGGBB`` for *probe_id*: a shade within 75° of *hue*, fixed per id."""
+    digest = hashlib.sha256(probe_id.encode("utf-8")).digest()
+    shade = ((hue + (digest[0] / 255.0 - 0.5) * 150.0) % 360.0) / 360.0
+    saturation = 0.35 + digest[1] / 255.0 * 0.6
+    value = 0.45 + digest[2] / 255.0 * 0.5
+    red, green, blue = colorsys.hsv_to_rgb(shade, saturation, value)
+    return f"{round(red * 255):02X}{round(green * 255):02X}{round(blue * 255):02X}"
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A drawn PNG and what rrdtool reported about it."""
+
+    png: bytes
+    width: int
+    height: int
+    value_min: float | None
+    value_max: float | None
+    drawn_at: float  # time.time() when drawn
+
+
+class GraphCache:
+    """Keeps drawn graphs; a graph is redrawn only once its resolution has passed.
+
+    Concurrent requests for the same key wait for one drawing and share it.
+    ``draws`` counts the drawings made.
+    """
+
+    def __init__(self, size: int = 512, clock: Callable[[], float] = time.monotonic) -> None:
+        self.size = size
+        self.draws = 0
+        self._clock = clock
+        self._entries: OrderedDict[Hashable, tuple[float, Graph]] = OrderedDict()
+        self._locks: dict[Hashable, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def _fresh(self, key: Hashable, resolution: float) -> Graph | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or self._clock() - entry[0] >= resolution:
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def get(self, key: Hashable, resolution: float, draw: Callable[[], Graph]) -> Graph:
+        """Return the cached graph for *key*, or draw it (once) if stale or missing."""
+        graph = self._fresh(key, resolution)
+        if graph is not None:
+            return graph
+        with self._lock:
+            key_lock = self._locks.setdefault(key, threading.Lock())
+        with key_lock:
+            graph = self._fresh(key, resolution)  # drawn while we waited?
+            if graph is not None:
+                return graph
+            graph = draw()
+            with self._lock:
+                self.draws += 1
+                self._entries[key] = (self._clock(), graph)
+                self._entries.move_to_end(key)
+                while len(self._entries) > self.size:
+                    old_key, _ = self._entries.popitem(last=False)
+                    self._locks.pop(old_key, None)
+            return graph
+
+
+class Grapher:
+    """Draws summary and probe graphs from an :class:`RrdStorage`, through a cache."""
+
+    def __init__(
+        self,
+        storage: RrdStorage,
+        *,
+        hue: int = 100,
+        kwh_price: float = 0.125,
+        currency: str = "€",
+        cache_size: int = 512,
+    ) -> None:
+        self.storage = storage
+        self.hue = hue
+        self.kwh_price = kwh_price
+        self.currency = currency
+        self.cache = GraphCache(cache_size)
+
+    # -- cached entry points ---------------------------------------------
+
+    def summary(self, period: Period) -> Graph:
+        """The summary graph of *period* (cached)."""
+        probes = tuple(p for p in self.storage.probes() if self.storage.has(p, POWER))
+        return self.cache.get(
+            ("summary", period.name, probes),
+            period.resolution,
+            lambda: self.draw_summary(period, probes),
+        )
+
+    def probe(self, period: Period, probe_id: str, meter: str = POWER) -> Graph:
+        """The graph of one meter of one probe over *period* (cached)."""
+        return self.cache.get(
+            ("probe", period.name, probe_id, meter),
+            period.resolution,
+            lambda: self.draw_probe(period, probe_id, meter),
+        )
+
+    # -- drawing ----------------------------------------------------------
+
+    def _common(self, period: Period, title: str, unit: str, end: int) -> list[str]:
+        return [
+            "-",
+            "--imgformat",
+            "PNG",
+            "--start",
+            str(end - period.seconds),
+            "--end",
+            str(end),
+            "--width",
+            str(WIDTH),
+            "--height",
+            str(HEIGHT),
+            "--title",
+            title,
+            "--vertical-label",
+            unit or " ",
+            "--lower-limit",
+            "0",
+            "--slope-mode",
+            "--font",
+            "DEFAULT:8:DejaVu Sans",
+            "--font",
+            "LEGEND:8:DejaVu Sans Mono",
+            "--color",
+            "BACK#FFFFFF",
+            "--color",
+            "CANVAS#FFFFFF",
+            "--color",
+            "SHADEA#FFFFFF",
+            "--color",
+            "SHADEB#FFFFFF",
+            "--border",
+            "0",
+            *self.storage.daemon_args(),
+        ]
+
+    def _power_legend(self, name: str, unit_format: str) -> list[str]:
+        """GPRINTs of average, min, max, last, energy and cost of CDEF/VDEF family *name*."""
+        currency = rrd_format(self.currency)
+        return [
+            f"VDEF:{name}_avg={name},AVERAGE",
+            f"VDEF:{name}_min={name}_lo,MINIMUM",
+            f"VDEF:{name}_max={name}_hi,MAXIMUM",
+            f"VDEF:{name}_last={name},LAST",
+            f"CDEF:{name}_kw={name},{JOULES_PER_KWH},/",
+            f"VDEF:{name}_kwh={name}_kw,TOTAL",
+            f"CDEF:{name}_money={name},{self.kwh_price / JOULES_PER_KWH!r},*",
+            f"VDEF:{name}_cost={name}_money,TOTAL",
+            f"GPRINT:{name}_avg:{unit_format}",
+            f"GPRINT:{name}_min:{unit_format}",
+            f"GPRINT:{name}_max:{unit_format}",
+            f"GPRINT:{name}_last:{unit_format}",
+            f"GPRINT:{name}_kwh:%9.3lf kWh",
+            f"GPRINT:{name}_cost:%9.3lf {currency}\\l",
+        ]
+
+    def _header(self, label_width: int) -> list[str]:
+        """Column titles, one COMMENT each so rrdtool spaces them like the GPRINTs below."""
+        columns = ["average", "minimum", "maximum", "last", "energy", "cost"]
+        widths = [10, 10, 10, 10, 13, 10 + len(self.currency)]
+        cells = [
+            "COMMENT:" + rrd_text(column.rjust(width))
+            for column, width in zip(columns, widths, strict=True)
+        ]
+        # The legend's colour box takes about three characters before each label.
+        return ["COMMENT:" + rrd_text(" " * (label_width + 3)), *cells[:-1], cells[-1] + "\\l"]
+
+    def draw_summary(
+        self, period: Period, probes: tuple[str, ...] | None = None, end: int | None = None
+    ) -> Graph:
+        """Draw every probe's power stacked, with a total line (not cached)."""
+        if probes is None:
+            probes = tuple(p for p in self.storage.probes() if self.storage.has(p, POWER))
+        end = int(time.time()) if end is None else end
+        args = self._common(period, f"Power of every probe, {period.title}", "W", end)
+        if not probes:
+            args += [
+                "--upper-limit",
+                "1",
+                "HRULE:0#CCCCCC",
+                "COMMENT:" + rrd_text("No probe has reported power yet.") + "\\c",
+            ]
+            return _render(args)
+        label_width = min(max(len(p) for p in (*probes, "Total")), 32)
+        args += self._header(label_width)
+        total = []
+        for index, probe_id in enumerate(probes):
+            path = rrd_text(str(self.storage.path(probe_id, POWER)))
+            name = f"p{index}"
+            args += [
+                f"DEF:{name}={path}:{DS_NAME}:AVERAGE",
+                f"DEF:{name}_lo={path}:{DS_NAME}:MIN",
+                f"DEF:{name}_hi={path}:{DS_NAME}:MAX",
+                f"CDEF:{name}_z={name},UN,0,{name},IF",
+                f"AREA:{name}_z#{probe_colour(probe_id, self.hue)}:"
+                + rrd_text(_label(probe_id, label_width))
+                + ("" if index == 0 else ":STACK"),
+                *self._power_legend(name, "%8.1lf W"),
+            ]
+            total.append(name)
+        rpn = total[0] + "".join(f",{name},ADDNAN" for name in total[1:])
+        rpn_lo = total[0] + "_lo" + "".join(f",{name}_lo,ADDNAN" for name in total[1:])
+        rpn_hi = total[0] + "_hi" + "".join(f",{name}_hi,ADDNAN" for name in total[1:])
+        args += [
+            f"CDEF:total={rpn}",
+            f"CDEF:total_lo={rpn_lo}",
+            f"CDEF:total_hi={rpn_hi}",
+            "LINE2:total#000000:" + rrd_text(_label("Total", label_width)),
+            *self._power_legend("total", "%8.1lf W"),
+        ]
+        return _render(args)
+
+    def draw_probe(
+        self, period: Period, probe_id: str, meter: str = POWER, end: int | None = None
+    ) -> Graph:
+        """Draw one meter of one probe: average line over its min-max band (not cached)."""
+        info = meter_info(meter)
+        end = int(time.time()) if end is None else end
+        colour = probe_colour(probe_id, self.hue)
+        path = rrd_text(str(self.storage.path(probe_id, meter)))
+        title = f"{probe_id}: {info.label.lower()}, {period.title}"
+        args = self._common(period, title, info.unit, end)
+        label_width = min(max(len(probe_id), 7), 32)
+        args += [
+            f"DEF:v={path}:{DS_NAME}:AVERAGE",
+            f"DEF:v_lo={path}:{DS_NAME}:MIN",
+            f"DEF:v_hi={path}:{DS_NAME}:MAX",
+            "CDEF:v_band=v_hi,v_lo,-",
+            "LINE:v_lo",
+            f"AREA:v_band#{colour}55:" + rrd_text("minimum to maximum") + ":STACK",
+            "COMMENT:\\l",
+        ]
+        if info.energy:
+            args += [
+                *self._header(label_width),
+                f"LINE2:v#{colour}:" + rrd_text(_label(probe_id, label_width)),
+                *self._power_legend("v", "%8.1lf W"),
+            ]
+        else:
+            unit = rrd_format(info.unit)
+            args += [
+                f"LINE2:v#{colour}:average",
+                "VDEF:v_avg=v,AVERAGE",
+                "VDEF:v_min=v_lo,MINIMUM",
+                "VDEF:v_max=v_hi,MAXIMUM",
+                "VDEF:v_last=v,LAST",
+                f"GPRINT:v_avg:%6.2lf %s{unit}",
+                f"GPRINT:v_min:  minimum %6.2lf %s{unit}",
+                f"GPRINT:v_max:  maximum %6.2lf %s{unit}",
+                f"GPRINT:v_last:  last %6.2lf %s{unit}\\l",
+            ]
+        return _render(args)
+
+
+def _label(text: str, width: int) -> str:
+    """*text* cut or padded to *width* characters, for aligned legends."""
+    if len(text) > width:
+        text = text[: width - 1] + "…"
+    return text.ljust(width)
+
+
+def _render(args: list[str]) -> Graph:
+    with _DRAW_LOCK:
+        result = rrdtool.graphv(*args)
+    return Graph(
+        png=result["image"],
+        width=int(result["image_width"]),
+        height=int(result["image_height"]),
+        value_min=_number(result.get("value_min")),
+        value_max=_number(result.get("value_max")),
+        drawn_at=time.time(),
+    )
+
+
+def _number(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if number == number else None

@@ -1,0 +1,62 @@
+"""Options of kwapi-rrd; Kwapi's names are kept where they existed."""
+
+from __future__ import annotations
+
+from oslo_config import cfg
+
+storage_opts = [
+    cfg.StrOpt(
+        "rrd_dir",
+        default="/var/lib/kwapi/kwapi-rrd",
+        help="Directory holding one sub-directory of RRD files per probe.",
+    ),
+    cfg.StrOpt(
+        "rrdcached_address",
+        help="Address of an rrdcached daemon (e.g. unix:/run/kwapi/rrdcached.sock "
+        "or 127.0.0.1:42217); when set, every update, fetch and graph goes through it.",
+    ),
+    cfg.IntOpt(
+        "rrd_heartbeat",
+        default=10,
+        min=2,
+        help="Seconds without a measurement after which a probe's value becomes unknown.",
+    ),
+]
+
+graph_opts = [
+    cfg.StrOpt("currency", default="€", help="Currency shown beside energy costs."),
+    cfg.FloatOpt("kwh_price", default=0.125, min=0.0, help="Price of one kWh, in currency."),
+    cfg.IntOpt(
+        "hue",
+        default=100,
+        min=0,
+        max=360,
+        help="Base hue (degrees) of the graphs' colours; each probe gets a stable shade around it.",
+    ),
+    cfg.FloatOpt(
+        "max_watts",
+        default=200.0,
+        help="Kept so Kwapi configuration files still load; ignored, because the "
+        "graphs' y axis scales to the data.",
+    ),
+    cfg.IntOpt(
+        "graph_cache_size",
+        default=512,
+        min=1,
+        help="Graphs kept in memory; a graph is redrawn once its period's resolution has passed.",
+    ),
+]
+
+web_opts = [
+    cfg.HostAddressOpt("rrd_host", default="127.0.0.1", help="Address the web server listens on."),
+    cfg.PortOpt("rrd_port", default=8080, help="Port the web server listens on."),
+    cfg.IntOpt(
+        "refresh_interval",
+        default=5,
+        min=1,
+        help="Seconds between two refreshes of the graphs in the web page.",
+    ),
+    cfg.IntOpt("rrd_threads", default=4, min=1, help="Threads of the web server serving requests."),
+]
+
+rrd_opts = storage_opts + graph_opts + web_opts

@@ -1,0 +1,319 @@
+"""One RRD file per probe and meter, written with each measurement's own timestamp.
+
+Layout: ``<rrd_dir>/<key>/<meter>.rrd`` where ``<key>`` is the first 32 hex
+digits of the SHA-256 of the probe id, so no probe id (``..``, ``a/b``,
+``a:b``) can name a path outside ``rrd_dir`` or confuse rrdtool's argument
+syntax.  Each probe directory also holds a ``probe`` file with the probe id,
+written before any RRD file, so the probe id of every directory is found
+again after a restart (and checked against the key).
+
+Every file has a 1 s step and, for each period of
+:data:`~kwapi.plugins.rrd.periods.PERIODS`, an AVERAGE, a MIN and a MAX
+archive.  When an rrdcached address is given, every rrdtool call passes
+``--daemon`` so that updates, fetches and graphs all go through it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import rrdtool
+
+from kwapi.bus.protocol import Measurement, is_valid_meter_name, is_valid_probe_id
+from kwapi.plugins.rrd.periods import CONSOLIDATIONS, PERIODS, Period
+
+LOG = logging.getLogger(__name__)
+
+DS_NAME = "value"
+ID_FILE = "probe"
+_KEY = re.compile(r"[0-9a-f]{32}")
+_OLD_UPDATE = "illegal attempt to update"
+
+
+class StorageError(Exception):
+    """The RRD directory or rrdcached cannot be used."""
+
+
+def probe_key(probe_id: str) -> str:
+    """Return the directory name of *probe_id*: 32 hex digits, never a path."""
+    return hashlib.sha256(probe_id.encode("utf-8")).hexdigest()[:32]
+
+
+def parse_daemon_address(address: str) -> tuple[int, str | tuple[str, int]]:
+    """Return (socket family, address) of an rrdcached address as rrdtool reads it."""
+    if address.startswith("unix:"):
+        return socket.AF_UNIX, address[len("unix:") :]
+    if address.startswith("/"):
+        return socket.AF_UNIX, address
+    host, port = address, 42217
+    if address.startswith("["):  # [v6]:port
+        host, _, rest = address[1:].partition("]")
+        if rest.startswith(":"):
+            port = int(rest[1:])
+        return socket.AF_INET6, (host, port)
+    if address.count(":") == 1:
+        host, port_text = address.split(":")
+        port = int(port_text)
+    return socket.AF_INET, (host, port)
+
+
+class RrdcachedClient:
+    """A minimal client of rrdcached's text protocol (for STATS and FLUSHALL)."""
+
+    def __init__(self, address: str, timeout: float = 10.0) -> None:
+        self.address = address
+        self.timeout = timeout
+
+    def command(self, line: str) -> list[str]:
+        """Send one command; return the status line followed by any extra lines."""
+        family, target = parse_daemon_address(self.address)
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(self.timeout)
+            sock.connect(target)
+            sock.sendall(line.encode("ascii") + b"\n")
+            reader = sock.makefile("r", encoding="utf-8", newline="\n")
+            status = reader.readline().rstrip("\n")
+            if not status:
+                raise StorageError(f"rrdcached at {self.address} closed the connection")
+            count_text, _, message = status.partition(" ")
+            count = int(count_text)
+            if count < 0:
+                raise StorageError(f"rrdcached at {self.address}: {message}")
+            return [status] + [reader.readline().rstrip("\n") for _ in range(count)]
+
+    def stats(self) -> dict[str, int]:
+        """Return rrdcached's counters (UpdatesReceived, DataSetsWritten...)."""
+        lines = self.command("STATS")[1:]
+        return {name: int(value) for name, _, value in (ln.partition(": ") for ln in lines)}
+
+    def flush_all(self) -> None:
+        """Ask rrdcached to write every pending update to disk."""
+        self.command("FLUSHALL")
+
+
+class _File:
+    """One RRD file and the timestamp of the last value written to it in this run."""
+
+    __slots__ = ("last", "path")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.last = 0.0  # unknown after a restart: rrdtool itself then refuses old values
+
+
+@dataclass
+class Series:
+    """Values of one meter over a period, one row per ``step`` seconds."""
+
+    start: int
+    step: int
+    timestamps: list[int]
+    average: list[float | None]
+    minimum: list[float | None]
+    maximum: list[float | None]
+
+
+class RrdStorage:
+    """The RRD files of every probe under one directory.
+
+    Safe to use from several threads: the index of probes is guarded by a
+    lock and rrdtool calls release the GIL.  ``stats`` counts ``updated``
+    values, ``dropped_old`` values (not newer than the file's last update),
+    ``created`` files and ``errors``.
+    """
+
+    def __init__(
+        self, directory: str | os.PathLike, *, daemon: str | None = None, heartbeat: int = 10
+    ) -> None:
+        self.directory = Path(directory).resolve()
+        self.daemon = daemon or None
+        self.heartbeat = heartbeat
+        self.stats: Counter[str] = Counter(updated=0, dropped_old=0, created=0, errors=0)
+        self._lock = threading.Lock()
+        # probe id -> {meter: its file}; written under the lock, read without it
+        self._probes: dict[str, dict[str, _File]] = {}
+        self._daemon_args = ["--daemon", self.daemon] if self.daemon else []
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create {self.directory}: {exc.strerror}") from None
+        if not os.access(self.directory, os.W_OK | os.X_OK):
+            raise StorageError(f"{self.directory} is not writable")
+        self.client = RrdcachedClient(self.daemon) if self.daemon else None
+        self._load()
+
+    # -- naming -----------------------------------------------------------
+
+    def probe_dir(self, probe_id: str) -> Path:
+        """Directory of *probe_id*'s files (whether or not it exists)."""
+        return self.directory / probe_key(probe_id)
+
+    def path(self, probe_id: str, meter: str) -> Path:
+        """RRD file of one meter of one probe; ValueError for an invalid name."""
+        if not is_valid_probe_id(probe_id):
+            raise ValueError(f"invalid probe id {probe_id!r}")
+        if not is_valid_meter_name(meter):
+            raise ValueError(f"invalid meter name {meter!r}")
+        return self.probe_dir(probe_id) / f"{meter}.rrd"
+
+    def _load(self) -> None:
+        """Rebuild the index of probes from the directory (after a restart)."""
+        for entry in sorted(self.directory.iterdir()):
+            if not (_KEY.fullmatch(entry.name) and entry.is_dir()):
+                continue
+            try:
+                probe_id = (entry / ID_FILE).read_text(encoding="utf-8").strip()
+            except OSError:
+                LOG.warning("ignoring %s: it has no readable %s file", entry, ID_FILE)
+                continue
+            if not is_valid_probe_id(probe_id) or probe_key(probe_id) != entry.name:
+                LOG.warning("ignoring %s: its %s file does not match its name", entry, ID_FILE)
+                continue
+            meters = {
+                f.stem: _File(str(f)) for f in entry.glob("*.rrd") if is_valid_meter_name(f.stem)
+            }
+            self._probes[probe_id] = meters
+        LOG.info("found %d probes in %s", len(self._probes), self.directory)
+
+    # -- queries ----------------------------------------------------------
+
+    def probes(self) -> list[str]:
+        """Every probe with at least one RRD file, sorted."""
+        with self._lock:
+            return sorted(probe for probe, meters in self._probes.items() if meters)
+
+    def meters(self, probe_id: str) -> list[str]:
+        """Meters recorded for *probe_id* (empty if the probe is unknown)."""
+        with self._lock:
+            return sorted(self._probes.get(probe_id, ()))
+
+    def has(self, probe_id: str, meter: str | None = None) -> bool:
+        """Tell whether *probe_id* (and *meter*, if given) has a file."""
+        with self._lock:
+            meters = self._probes.get(probe_id)
+            return bool(meters) and (meter is None or meter in meters)
+
+    def daemon_args(self) -> list[str]:
+        """``--daemon ADDRESS`` when rrdcached is used, else nothing."""
+        return ["--daemon", self.daemon] if self.daemon else []
+
+    # -- writing ----------------------------------------------------------
+
+    def update(self, measurement: Measurement) -> int:
+        """Write every meter of *measurement* at its timestamp; return values written.
+
+        A value not newer than the last one in its file is dropped and
+        counted in ``stats['dropped_old']``; it never raises for that.
+        """
+        written = 0
+        timestamp = measurement.timestamp
+        known = self._probes.get(measurement.probe_id)
+        for meter, value in measurement.meters.items():
+            file = known.get(meter) if known is not None else None
+            if file is None:
+                file = self._create(measurement.probe_id, meter, timestamp)
+            elif timestamp <= file.last:
+                self.stats["dropped_old"] += 1
+                continue
+            try:
+                rrdtool.update(file.path, *self._daemon_args, f"{timestamp:.6f}:{value!r}")
+            except rrdtool.OperationalError as exc:
+                if _OLD_UPDATE in str(exc):
+                    self.stats["dropped_old"] += 1
+                    continue
+                self.stats["errors"] += 1
+                raise
+            file.last = timestamp
+            written += 1
+        self.stats["updated"] += written
+        return written
+
+    def _create(self, probe_id: str, meter: str, timestamp: float) -> _File:
+        """Create the probe directory and id file, then the meter's file if missing."""
+        path = self.path(probe_id, meter)  # validates both names
+        directory = path.parent
+        directory.mkdir(exist_ok=True)
+        id_file = directory / ID_FILE
+        if not id_file.exists():
+            temporary = directory / f".{ID_FILE}.tmp"
+            temporary.write_text(probe_id + "\n", encoding="utf-8")
+            os.replace(temporary, id_file)
+        if not path.exists():
+            rrdtool.create(
+                str(path),
+                *self._daemon_args,
+                "--no-overwrite",
+                "--step",
+                "1",
+                "--start",
+                str(int(timestamp) - 1),
+                f"DS:{DS_NAME}:GAUGE:{self.heartbeat}:U:U",
+                *archive_definitions(),
+            )
+            self.stats["created"] += 1
+        with self._lock:
+            meters = self._probes.setdefault(probe_id, {})
+            return meters.setdefault(meter, _File(str(path)))
+
+    def flush(self) -> None:
+        """Make every accepted update durable (rrdcached FLUSHALL; direct writes already are)."""
+        if self.client is not None:
+            self.client.flush_all()
+
+    def check_daemon(self) -> None:
+        """Raise StorageError if rrdcached is configured but does not answer."""
+        if self.client is not None:
+            try:
+                self.client.stats()
+            except (OSError, ValueError) as exc:
+                raise StorageError(f"cannot reach rrdcached at {self.daemon}: {exc}") from None
+
+    # -- reading ----------------------------------------------------------
+
+    def fetch(self, probe_id: str, meter: str, period: Period, end: int | None = None) -> Series:
+        """Return *meter*'s average, min and max over *period* ending at *end* (now)."""
+        path = str(self.path(probe_id, meter))
+        step = period.resolution
+        end = int(time.time()) if end is None else int(end)
+        end -= end % step
+        columns = {}
+        for cf in CONSOLIDATIONS:
+            (start, stop, row_step), _, rows = rrdtool.fetch(
+                path,
+                *self.daemon_args(),
+                cf,
+                "--resolution",
+                str(step),
+                "--start",
+                f"end-{period.seconds}",
+                "--end",
+                str(end),
+            )
+            columns[cf] = [row[0] for row in rows]
+        timestamps = list(range(start + row_step, stop + 1, row_step))[: len(columns["AVERAGE"])]
+        return Series(
+            start=start,
+            step=row_step,
+            timestamps=timestamps,
+            average=columns["AVERAGE"],
+            minimum=columns["MIN"],
+            maximum=columns["MAX"],
+        )
+
+
+def archive_definitions() -> list[str]:
+    """RRA definitions: each period's resolution and length, in every consolidation."""
+    return [
+        f"RRA:{cf}:0.5:{period.resolution}:{period.rows}"
+        for period in PERIODS.values()
+        for cf in CONSOLIDATIONS
+    ]

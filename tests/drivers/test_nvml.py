@@ -1,0 +1,233 @@
+"""Nvml driver: the real pynvml and kwapi-drivers against a fake libnvidia-ml.so.1.
+
+No GPU exists here, so the test compiles tests/drivers/simulators/fake_nvml.c
+into a libnvidia-ml.so.1 (the NVIDIA driver's library) whose GPUs are
+described by a state file the test rewrites; kwapi-drivers loads it through
+LD_LIBRARY_PATH.  Only the device side is fake: pynvml and our driver run
+unchanged.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kwapi.drivers.nvml import INSTALL_HINT, NvmlDriver, NvmlParameters
+from tests.helpers import SECRET, wait_for, write_config
+
+SOURCE = Path(__file__).parent / "simulators" / "fake_nvml.c"
+
+
+@pytest.fixture(scope="module")
+def fake_library(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("fake-nvml")
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-O1", "-Wall", "-o", "libnvidia-ml.so.1", str(SOURCE)],
+        cwd=directory,
+        check=True,
+        timeout=60,
+    )
+    return directory
+
+
+class Gpus:
+    """The state file of the fake library: one line per GPU."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def set(self, *lines: str) -> None:
+        temporary = self.path.with_name("state.tmp")
+        temporary.write_text("".join(line + "\n" for line in lines))
+        os.replace(temporary, self.path)
+
+
+@pytest.fixture
+def gpus(tmp_path):
+    return Gpus(tmp_path / "state")
+
+
+@pytest.fixture
+def start_drivers(fake_library, gpus, daemon, bus_client, tmpdir_short):
+    """Start kwapi-drivers on one Nvml section; return (process, bus client)."""
+
+    def start(probes: str, parameters: str = "{'interval': 0.3}"):
+        endpoint = f"ipc://{tmpdir_short}/drivers"
+        config = write_config(
+            tmpdir_short,
+            "drivers.conf",
+            f"""
+            [DEFAULT]
+            probes_endpoint = {endpoint}
+            metering_secret = {SECRET}
+
+            [GPU server]
+            driver = Nvml
+            probes = {probes}
+            parameters = {parameters}
+            """,
+        )
+        client = bus_client(endpoint)
+        env = {"LD_LIBRARY_PATH": str(fake_library), "FAKE_NVML_STATE": str(gpus.path)}
+        return daemon("kwapi-drivers", "--config-file", str(config), env=env), client
+
+    return start
+
+
+def by_probe(measurements):
+    values = {}
+    for measurement in measurements:
+        values.setdefault(measurement.probe_id, []).append(measurement.meters["w"])
+    return values
+
+
+def test_energy_counter_where_present_power_reading_elsewhere(gpus, start_drivers):
+    # GPU 0: board power 250 W but its energy counter runs at 200 W; GPU 1: no counter
+    gpus.set("250000 200000", "75500 -1")
+    process, client = start_drivers("['gpu-a', 'gpu-b']")
+    values = by_probe(client.collect(10, timeout=20))
+    assert values["gpu-b"] == [75.5] * len(values["gpu-b"])
+    # The first reading has no previous energy sample: it is the power reading
+    # (250 W), if the subscriber was connected in time to get it; every later
+    # one is the energy counter's delta over the interval (200 W).
+    # (A preempted thread between the library's clock and the driver's can
+    # skew one interval a little on a loaded machine: the median is exact.)
+    first, *later = values["gpu-a"]
+    assert first == 250.0 or first == pytest.approx(200.0, rel=0.2)
+    assert len(later) >= 3
+    assert later == pytest.approx([200.0] * len(later), rel=0.2)
+    assert statistics.median(later) == pytest.approx(200.0, rel=0.02)
+    output = process.output()
+    assert "gpu-a is GPU 0 (Fake GPU 0, watts from its energy counter)" in output
+    assert "gpu-b is GPU 1 (Fake GPU 1, watts from its power reading)" in output
+    assert process.stop() == 0
+
+
+def test_indices_map_probes_to_chosen_gpus(gpus, start_drivers):
+    gpus.set("100000 -1", "120000 -1", "140000 -1")
+    process, client = start_drivers("['third', 'first']", "{'indices': [2, 0], 'interval': 0.3}")
+    values = by_probe(client.collect(4, timeout=20))
+    assert set(values["third"]) == {140.0} and set(values["first"]) == {100.0}
+    assert process.stop() == 0
+
+
+def test_lost_gpu_is_skipped_logged_once_and_read_again(gpus, start_drivers):
+    gpus.set("90000 -1", "60000 -1")
+    process, client = start_drivers("['gpu-a', 'gpu-b']", "{'interval': 0.2, 'max_backoff': 0.5}")
+    client.collect(2, timeout=20)
+    gpus.set("lost", "60000 -1")  # GPU 0 falls off the bus
+    process.wait_output("GPU 0: NVML error: GPU is lost", timeout=10)
+    logged_at = time.time()
+    during = []
+    while len(during) < 5:  # skip what was queued before the loss
+        measurement = client.receive(timeout=10)
+        if measurement.timestamp > logged_at:
+            during.append(measurement)
+    assert {m.probe_id for m in during} == {"gpu-b"}  # the lost GPU is skipped, not the other
+    gpus.set("95000 -1", "60000 -1")
+    wait_for(lambda: client.receive().probe_id == "gpu-a", 10, "GPU 0 read again")
+    process.wait_output("GPU 0 is back")
+    assert sum("GPU is lost" in line for line in process.output().splitlines()) == 1
+    assert process.stop() == 0
+
+
+def test_whole_driver_gone_retries_and_recovers(gpus, start_drivers):
+    gpus.set("50000 -1")
+    process, client = start_drivers("['gpu-a']", "{'interval': 0.2, 'max_backoff': 0.5}")
+    assert client.receive(timeout=20).meters == {"w": 50.0}
+    gpus.set("lost")
+    process.wait_output("GPU 0: NVML error: GPU is lost", timeout=10)
+    gpus.set("52000 -1")
+    wait_for(lambda: client.receive().meters == {"w": 52.0}, 15, "readings to resume")
+    process.wait_output("device is back")
+    assert sum("GPU is lost" in line for line in process.output().splitlines()) == 1
+    assert process.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("state", "probes", "parameters", "expected"),
+    [
+        (None, "['g']", "{}", "the NVIDIA kernel driver is not loaded"),
+        ([], "['g']", "{}", "NVML sees no NVIDIA GPU on this machine"),
+        (["1000 -1"], "['g', 'h']", "{}", "GPU index 1 (probe 'h') does not exist"),
+        (["1000 -1"], "['g']", "{'indices': [0, 0]}", "parameters['indices']"),
+        (["1000 -1"], "['g']", "{'indices': [0, 1]}", "1 probe(s) but 2 GPU index(es)"),
+    ],
+)
+def test_bad_start_is_one_line_and_exit_2(
+    fake_library, gpus, tmp_path, state, probes, parameters, expected
+):
+    if state is not None:
+        gpus.set(*state)
+    config = write_config(
+        tmp_path,
+        "drivers.conf",
+        f"""
+        [DEFAULT]
+        probes_endpoint = ipc://{tmp_path}/drivers
+        metering_secret = {SECRET}
+
+        [GPU server]
+        driver = Nvml
+        probes = {probes}
+        parameters = {parameters}
+        """,
+    )
+    env = {**os.environ, "LD_LIBRARY_PATH": str(fake_library), "FAKE_NVML_STATE": str(gpus.path)}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "kwapi-drivers"), "--config-file", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "[GPU server]" in lines[0] and expected in lines[0]
+
+
+def test_without_the_nvidia_library_start_fails_in_one_line(tmp_path):
+    """No libnvidia-ml.so.1 at all (the machines these tests run on have none)."""
+    if ctypes.util.find_library("nvidia-ml"):
+        pytest.skip("this machine has an NVIDIA driver: the library cannot be made absent")
+    config = write_config(
+        tmp_path,
+        "drivers.conf",
+        f"""
+        [DEFAULT]
+        probes_endpoint = ipc://{tmp_path}/drivers
+        metering_secret = {SECRET}
+
+        [GPU server]
+        driver = Nvml
+        probes = ['g']
+        """,
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "kwapi-drivers"), "--config-file", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "[GPU server]" in lines[0]
+    assert "libnvidia-ml.so.1 not found: is the NVIDIA driver installed?" in lines[0]
+
+
+def test_without_nvidia_ml_py_validation_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # as if the extra were not installed
+    with pytest.raises(ValueError, match="pip install 'kwapi\\[gpu\\]'") as raised:
+        NvmlDriver.validate(("g",), NvmlParameters())
+    assert str(raised.value) == INSTALL_HINT

@@ -1,0 +1,259 @@
+"""Rapl driver against a fake powercap tree whose counters run like RAPL's."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import tempfile
+
+import pytest
+
+from kwapi.drivers.base import DeviceError
+from kwapi.drivers.rapl import RaplDriver, discover_zones, energy_delta
+from tests.drivers.running import RunningDriver
+from tests.drivers.simulators.fake_powercap import FakePowercap
+from tests.helpers import (
+    SECRET,
+    VENV_BIN,
+    BusClient,
+    free_tcp_port,
+    run_command,
+    wait_for,
+    write_config,
+)
+
+
+def two_socket_machine(root) -> FakePowercap:
+    """Two packages with core and dram, a psys zone, and the MMIO duplicate."""
+    tree = FakePowercap(root)
+    tree.add_zone("intel-rapl:0", "package-0", watts=40.0)
+    tree.add_zone("intel-rapl:0:0", "core", watts=25.0)
+    tree.add_zone("intel-rapl:0:1", "dram", watts=6.0)
+    tree.add_zone("intel-rapl:1", "package-1", watts=30.0)
+    tree.add_zone("intel-rapl:1:0", "core", watts=20.0)
+    tree.add_zone("intel-rapl:1:1", "dram", watts=5.0)
+    tree.add_zone("intel-rapl:2", "psys", watts=90.0)
+    tree.add_zone("intel-rapl-mmio:0", "package-0", watts=500.0)
+    return tree
+
+
+@pytest.fixture
+def machine(tmp_path):
+    tree = two_socket_machine(tmp_path / "powercap").start()
+    yield tree
+    tree.stop()
+
+
+def assert_watts(values: list[float], expected: float) -> None:
+    """Readings match the counters' power.
+
+    The fake counters advance every 20 ms from a thread, so on a loaded
+    machine a reading may see a counter some tens of milliseconds stale:
+    each reading is checked loosely, their median tightly.
+    """
+    assert values
+    assert values == pytest.approx([expected] * len(values), rel=0.3)
+    assert statistics.median(values) == pytest.approx(expected, rel=0.1)
+
+
+def labels(root, kinds):
+    return [zone.label for zone in discover_zones(str(root), kinds)]
+
+
+class TestDiscovery:
+    def test_packages_by_default_and_mmio_ignored(self, tmp_path):
+        tree = two_socket_machine(tmp_path)
+        assert labels(tree.root, ["package"]) == ["package-0", "package-1"]
+
+    def test_zone_kinds_in_the_given_order_within_each_package(self, tmp_path):
+        tree = two_socket_machine(tmp_path)
+        assert labels(tree.root, ["dram", "package"]) == [
+            "package-0/dram",
+            "package-0",
+            "package-1/dram",
+            "package-1",
+        ]
+        assert labels(tree.root, ["core"]) == ["package-0/core", "package-1/core"]
+        assert labels(tree.root, ["psys"]) == ["psys"]
+        assert labels(tree.root, ["uncore"]) == []
+
+    def test_missing_tree_is_a_device_error(self, tmp_path):
+        with pytest.raises(DeviceError, match="no powercap tree"):
+            discover_zones(str(tmp_path / "absent"), ["package"])
+
+
+def test_energy_delta_corrects_one_wraparound():
+    assert energy_delta(1_000, 4_000, 10_000) == 3_000
+    assert energy_delta(9_000, 500, 10_000) == 1_500
+
+
+def test_watts_from_counter_deltas_per_package(machine):
+    with RunningDriver(
+        RaplDriver, ["cpu-0", "cpu-1"], powercap_path=str(machine.root), interval=0.5
+    ) as run:
+        measurements = run.wait_count(6)
+    by_probe = {}
+    for measurement in measurements:
+        by_probe.setdefault(measurement.probe_id, []).append(measurement.meters["w"])
+    # the MMIO duplicate (500 W) is never read; package-1 is the second probe
+    assert_watts(by_probe["cpu-0"], 40.0)
+    assert_watts(by_probe["cpu-1"], 30.0)
+
+
+def test_zones_parameter_selects_dram_and_psys(machine):
+    with RunningDriver(
+        RaplDriver,
+        ["dram-0", "dram-1", "platform"],
+        powercap_path=str(machine.root),
+        zones=["dram", "psys"],
+        interval=0.5,
+    ) as run:
+        measurements = run.wait_count(6)
+    by_probe = {}
+    for measurement in measurements:
+        by_probe.setdefault(measurement.probe_id, []).append(measurement.meters["w"])
+    assert set(by_probe) == {"dram-0", "dram-1", "platform"}
+    assert_watts(by_probe["dram-0"], 6.0)
+    assert_watts(by_probe["dram-1"], 5.0)
+    assert_watts(by_probe["platform"], 90.0)
+
+
+def test_wraparound_is_corrected(tmp_path):
+    tree = FakePowercap(tmp_path)
+    # 2 J range at 2 W: the counter wraps every second, several times per test
+    tree.add_zone("intel-rapl:0", "package-0", watts=2.0, max_range_uj=2_000_000, energy_uj=0)
+    tree.start()
+    try:
+        with RunningDriver(RaplDriver, ["cpu"], powercap_path=str(tree.root), interval=0.5) as run:
+            wait_for(lambda: tree.wraps["intel-rapl:0"] >= 2, 10, "two wraparounds")
+            run.wait_more(2)
+        values = [m.meters["w"] for m in run.measurements]
+    finally:
+        tree.stop()
+    assert len(values) >= 4
+    assert_watts(values, 2.0)  # uncorrected, a wrap would give a negative reading
+
+
+def test_missing_zone_logged_once_then_found(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG, logger="kwapi.drivers")
+    tree = FakePowercap(tmp_path)
+    tree.add_zone("intel-rapl:0", "package-0", watts=35.0)
+    tree.start()
+    try:
+        with RunningDriver(
+            RaplDriver,
+            ["cpu-0", "cpu-1"],
+            powercap_path=str(tree.root),
+            interval=0.2,
+            max_backoff=0.5,
+        ) as run:
+            wait_for(
+                lambda: sum("still failing" in r.getMessage() for r in caplog.records) >= 2,
+                10,
+                "retries",
+            )
+            assert run.measurements == []  # nothing published for half a machine
+            tree.add_zone("intel-rapl:1", "package-1", watts=25.0)  # e.g. module loaded
+            run.wait_count(4)
+    finally:
+        tree.stop()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len([w for w in warnings if "2 probe(s) but 1 RAPL zone(s)" in w]) == 1
+    assert any("device is back" in w for w in warnings)
+
+
+def test_permission_denied_explained_in_one_line_and_recovered():
+    """An energy_uj the daemon may not read (as since Linux 5.10): it says why.
+
+    Root reads any file whatever its mode, thanks to CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH; when the tests run as root, the daemon is started
+    without those two capabilities (util-linux setpriv), so that the kernel
+    refuses the read with EACCES as it does for an unprivileged service.
+    """
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root and util-linux setpriv is missing to drop CAP_DAC_*")
+        caps = "-dac_override,-dac_read_search"
+        prefix = [setpriv, f"--inh-caps={caps}", f"--bounding-set={caps}", "--"]
+    base = tempfile.mkdtemp(prefix="kwrapl", dir="/tmp")
+    tree = FakePowercap(os.path.join(base, "powercap"))
+    tree.add_zone("intel-rapl:0", "package-0", watts=45.0)
+    tree.set_mode("intel-rapl:0", 0o000)
+    tree.start()
+    port = free_tcp_port()
+    config = write_config(
+        base,
+        "drivers.conf",
+        f"""
+        [DEFAULT]
+        probes_endpoint = tcp://127.0.0.1:{port}
+        metering_secret = {SECRET}
+        debug = true
+
+        [This machine]
+        driver = Rapl
+        probes = ['node-1']
+        parameters = {{'powercap_path': '{tree.root}', 'interval': 0.5, 'max_backoff': 0.5}}
+        """,
+    )
+    log_path = os.path.join(base, "drivers.log")
+    client = BusClient(f"tcp://127.0.0.1:{port}")
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [*prefix, str(VENV_BIN / "kwapi-drivers"), "--config-file", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def output() -> str:
+        with open(log_path, errors="replace") as handle:
+            return handle.read()
+
+    try:
+        wait_for(lambda: output().count("still failing") >= 2, 20, "retries while denied")
+        denied = [line for line in output().splitlines() if "WARNING" in line]
+        assert len(denied) == 1, output()
+        assert "permission denied reading" in denied[0]
+        assert "CVE-2020-8694" in denied[0] and "udev rule" in denied[0]
+        tree.set_mode("intel-rapl:0", 0o444)  # what the udev rule does
+        measurement = client.receive(timeout=15)
+        assert measurement.probe_id == "node-1"
+        assert_watts([measurement.meters["w"]], 45.0)
+        assert "device is back" in output()
+    finally:
+        client.close()
+        process.send_signal(signal.SIGTERM)
+        try:
+            assert process.wait(10) == 0
+        finally:
+            process.kill()
+            tree.stop()
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def test_unknown_zone_kind_stops_kwapi_drivers_at_start(tmp_path):
+    config = write_config(
+        tmp_path,
+        "drivers.conf",
+        f"""
+        [DEFAULT]
+        probes_endpoint = ipc://{tmp_path}/drivers
+        metering_secret = {SECRET}
+
+        [This machine]
+        driver = Rapl
+        probes = ['node-1']
+        parameters = {{'zones': ['gpu']}}
+        """,
+    )
+    result = run_command("kwapi-drivers", "--config-file", str(config))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "[This machine]" in lines[0] and "parameters['zones.0']" in lines[0]

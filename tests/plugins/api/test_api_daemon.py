@@ -1,0 +1,290 @@
+"""kwapi-api as a real process fed by a real Publisher over ipc://."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from kwapi.bus.protocol import Measurement
+from tests.helpers import run_command, wait_for, write_config
+from tests.plugins.api.running import (
+    bus_publisher,
+    get_json,
+    publish_first,
+    request,
+    start_api,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def kwh(w_prev: float, w_new: float, seconds: float) -> float:
+    return (w_prev + w_new) / 2 * seconds / 3.6e6
+
+
+@pytest.fixture
+def fed_api(daemon, tmpdir_short):
+    """kwapi-api that has received a known series for two probes."""
+    api = start_api(daemon, tmpdir_short)
+    publisher = bus_publisher(api.bus)
+    t0 = time.time() - 30
+    publish_first(api, publisher, Measurement("node-1", t0, {"w": 100.0}))
+    series = [
+        Measurement("node-1", t0 + 10, {"w": 200.0}),
+        Measurement("gpu-0", t0 + 11, {"w": 250.0, "temperature_c": 60.0}),
+        Measurement("node-1", t0 + 20, {"w": 300.0}),
+        Measurement("gpu-0", t0 + 21, {"w": 150.0, "temperature_c": 65.5}),
+    ]
+    base = api.accepted()
+    for measurement in series:
+        publisher.publish(measurement)
+    wait_for(lambda: api.accepted() == base + len(series), 20, "the series to be accepted")
+    yield api, publisher, t0
+    publisher.close()
+
+
+def test_routes_over_http(fed_api):
+    api, _, t0 = fed_api
+    probes = get_json(api.url + "/v1/probes/")["probes"]
+    assert probes == {
+        "gpu-0": {
+            "timestamp": t0 + 21,
+            "kwh": pytest.approx(kwh(250, 150, 10)),
+            "w": 150.0,
+            "temperature_c": 65.5,
+        },
+        "node-1": {
+            "timestamp": t0 + 20,
+            "kwh": pytest.approx(kwh(100, 200, 10) + kwh(200, 300, 10)),
+            "w": 300.0,
+        },
+    }
+    assert get_json(api.url + "/v1/probe-ids/") == {"probe_ids": ["gpu-0", "node-1"]}
+    assert get_json(api.url + "/v1/probes/node-1/") == {"node-1": probes["node-1"]}
+    assert get_json(api.url + "/v1/probes/gpu-0/temperature_c/") == {
+        "gpu-0": {"temperature_c": 65.5}
+    }
+    assert get_json(api.url + "/v1/")["version"]["id"] == "v1"
+
+    redirect = request("GET", api.url + "/v1/probes")
+    assert redirect.status in (301, 308)
+    assert redirect.headers["Location"].endswith("/v1/probes/")
+    for method, path, code in [
+        ("GET", "/v1/probes/nope/", 404),
+        ("GET", "/v1/probes/node-1/volts/", 404),
+        ("GET", "/nowhere", 404),
+        ("POST", "/v1/probes/", 405),
+        ("DELETE", "/v1/probes/node-1/", 405),
+    ]:
+        result = request(method, api.url + path)
+        assert result.status == code, (method, path)
+        assert result.headers["Content-Type"] == "application/json"
+        assert result.json()["error"]["code"] == code
+    garbage = request("GET", api.url + "/v1/probes/%ff%fe/")
+    assert garbage.status == 404
+    assert garbage.json()["error"]["code"] == 404
+
+    health = get_json(api.url + "/healthz")
+    assert health["status"] == "ok"
+    assert health["receiver"]["alive"] is True
+    assert health["probes"] == {"served": 2, "known": 2}
+
+
+def test_metrics_over_http(fed_api):
+    api, _publisher, t0 = fed_api
+    result = request("GET", api.url + "/metrics")
+    assert result.status == 200
+    assert result.headers["Content-Type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(result.body.decode())}
+
+    def by_label(name: str, label: str = "probe") -> dict:
+        return {
+            s.labels[label]: s.value
+            for s in families[name].samples
+            if not s.name.endswith("_created")
+        }
+
+    assert by_label("kwapi_power_watts") == {"gpu-0": 150.0, "node-1": 300.0}
+    assert by_label("kwapi_energy_joules") == {
+        "gpu-0": pytest.approx(kwh(250, 150, 10) * 3.6e6),
+        "node-1": pytest.approx((kwh(100, 200, 10) + kwh(200, 300, 10)) * 3.6e6),
+    }
+    assert by_label("kwapi_measurement_timestamp_seconds") == {
+        "gpu-0": t0 + 21,
+        "node-1": t0 + 20,
+    }
+    assert by_label("kwapi_temperature_c") == {"gpu-0": 65.5}
+    accepted = families["kwapi_receiver_accepted"].samples[0].value
+    assert accepted == api.accepted()
+    rejected = by_label("kwapi_receiver_rejected", "reason")
+    assert rejected == {k: float(v) for k, v in api.healthz()["receiver"]["rejected"].items()}
+    assert set(rejected) >= {"bad_signature", "replay", "bad_json", "out_of_window"}
+
+
+def test_bad_messages_are_counted_and_never_stop_the_daemon(fed_api):
+    api, publisher, t0 = fed_api
+    health = api.healthz()
+    replays = health["receiver"]["rejected"]["replay"]
+    publisher.publish(Measurement("node-1", t0 + 20, {"w": 1e6}))  # replay
+    wait_for(lambda: api.healthz()["receiver"]["rejected"]["replay"] == replays + 1, 20)
+    publisher.publish(Measurement("node-1", t0 + 25, {"w": 300.0}))
+    wait_for(lambda: get_json(api.url + "/v1/probes/node-1/w/")["node-1"]["w"] == 300.0, 20)
+    assert api.process.process.poll() is None
+
+
+def test_sigterm_saves_state_and_restart_continues_the_counter(daemon, tmpdir_short):
+    api = start_api(daemon, tmpdir_short, state_save_interval=3600)
+    publisher = bus_publisher(api.bus)
+    t0 = time.time() - 60
+    publish_first(api, publisher, Measurement("node-1", t0, {"w": 1000.0}))
+    base = api.accepted()
+    publisher.publish(Measurement("node-1", t0 + 30, {"w": 1000.0}))
+    wait_for(lambda: api.accepted() == base + 1, 20)
+    first_kwh = get_json(api.url + "/v1/probes/node-1/kwh/")["node-1"]["kwh"]
+    assert first_kwh == pytest.approx(kwh(1000, 1000, 30))
+
+    assert api.process.stop() == 0
+    output = api.process.output()
+    assert "saved" in output
+    assert "Traceback" not in output
+    saved = json.loads(api.state_file.read_text())["probes"]["node-1"]
+    assert saved["kwh"] == pytest.approx(first_kwh)
+
+    again = start_api(daemon, tmpdir_short, port=api.port, state_save_interval=3600)
+    # The counter is back before any new measurement arrives.
+    assert get_json(again.url + "/v1/probes/node-1/kwh/")["node-1"]["kwh"] == first_kwh
+    publish_first(again, publisher, Measurement("node-1", t0 + 40, {"w": 2000.0}))
+    total = get_json(again.url + "/v1/probes/node-1/kwh/")["node-1"]["kwh"]
+    assert total == pytest.approx(first_kwh + kwh(1000, 2000, 10))
+    assert again.process.stop() == 0
+    publisher.close()
+
+
+def test_kill_9_loses_at_most_state_save_interval(daemon, tmpdir_short):
+    interval = 1.0
+    api = start_api(daemon, tmpdir_short, state_save_interval=interval)
+    publisher = bus_publisher(api.bus)
+    first = time.time()
+    publish_first(api, publisher, Measurement("rack", first, {"w": 3600.0}))
+    stop = threading.Event()
+
+    def stream() -> None:
+        # One reading every 50 ms, stamped with the real time, as a driver would.
+        while not stop.wait(0.05):
+            publisher.publish(Measurement("rack", time.time(), {"w": 3600.0}))
+
+    feeder = threading.Thread(target=stream)
+    feeder.start()
+    try:
+        wait_for(lambda: api.accepted() >= 60, 30, "three seconds of readings")
+        served = get_json(api.url + "/v1/probes/rack/")["rack"]
+        api.process.kill()
+        killed_at = time.time()
+    finally:
+        stop.set()
+        feeder.join(10)
+    assert served["timestamp"] > first + 2
+
+    saved = json.loads(api.state_file.read_text())["probes"]["rack"]
+    # The last save is at most one interval old (plus scheduling slack on a busy
+    # machine, still less than the 3 s of streaming)...
+    slack = 1.5
+    assert saved["timestamp"] >= killed_at - interval - slack
+    # ...and what it holds is consistent: 3600 W for (timestamp - first) seconds.
+    assert saved["kwh"] == pytest.approx((saved["timestamp"] - first) / 1000.0, rel=1e-6)
+    lost_kwh = served["kwh"] - saved["kwh"]
+    assert lost_kwh <= (interval + slack) / 1000.0
+
+    again = start_api(daemon, tmpdir_short, port=api.port, state_save_interval=interval)
+    assert get_json(again.url + "/v1/probes/rack/kwh/")["rack"]["kwh"] == saved["kwh"]
+    publisher.close()
+
+
+def test_corrupt_state_file_is_set_aside_and_the_daemon_runs(daemon, tmpdir_short):
+    (Path(tmpdir_short) / "state.json").write_text("{")
+    api = start_api(daemon, tmpdir_short)
+    assert get_json(api.url + "/v1/probe-ids/") == {"probe_ids": []}
+    output = api.process.output()
+    assert "is corrupt" in output and "moved to" in output
+    aside = list(api.directory.glob("state.json.corrupt-*"))
+    assert len(aside) == 1
+    assert aside[0].read_text() == "{"
+    assert json.loads(api.state_file.read_text())["probes"] == {}
+
+
+def _config(directory, text: str):
+    return write_config(directory, "api.conf", text)
+
+
+@pytest.mark.parametrize(
+    "body, section, key",
+    [
+        ("api_port = http\n", "[DEFAULT]", "api_port"),
+        ("api_port = 99999\n", "[DEFAULT]", "api_port"),
+        ("max_gap = -1\n", "[DEFAULT]", "max_gap"),
+        ("auth_strategy = magic\n", "[DEFAULT]", "auth_strategy"),
+        ("state_save_interval = often\n", "[DEFAULT]", "state_save_interval"),
+        ("probes_endpoint = http://nowhere\n", "[DEFAULT]", "probes_endpoint"),
+        ("api_host = no-such-host.invalid\n", "[DEFAULT]", "api_host"),
+    ],
+)
+def test_bad_config_exits_2_with_one_line(tmpdir_short, body, section, key):
+    path = _config(
+        tmpdir_short,
+        f"[DEFAULT]\ndriver_metering_secret = s\nstate_file = {tmpdir_short}/s.json\n{body}",
+    )
+    result = run_command("kwapi-api", "--config-file", str(path))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(path) in lines[0] and section in lines[0] and key in lines[0]
+
+
+def test_missing_secret_and_unwritable_state_exit_2(tmpdir_short):
+    path = _config(tmpdir_short, f"[DEFAULT]\nstate_file = {tmpdir_short}/s.json\n")
+    result = run_command("kwapi-api", "--config-file", str(path))
+    assert result.returncode == 2
+    assert "driver_metering_secret" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+    blocker = f"{tmpdir_short}/blocker"
+    open(blocker, "w").close()
+    path = _config(
+        tmpdir_short,
+        f"[DEFAULT]\ndriver_metering_secret = s\nstate_file = {blocker}/state.json\n",
+    )
+    result = run_command("kwapi-api", "--config-file", str(path))
+    assert result.returncode == 2
+    line = result.stderr.strip()
+    assert "\n" not in line
+    assert str(path) in line and "[DEFAULT]" in line and "state_file" in line
+
+
+def test_port_in_use_exits_2(tmpdir_short):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        path = _config(
+            tmpdir_short,
+            f"[DEFAULT]\ndriver_metering_secret = s\nstate_file = {tmpdir_short}/s.json\n"
+            f"api_port = {port}\n",
+        )
+        result = run_command("kwapi-api", "--config-file", str(path))
+    assert result.returncode == 2
+    line = result.stderr.strip()
+    assert "\n" not in line and "api_port" in line and str(path) in line
+
+
+def test_sigint_also_stops_cleanly(daemon, tmpdir_short):
+    api = start_api(daemon, tmpdir_short)
+    api.process.signal(signal.SIGINT)
+    assert api.process.process.wait(20) == 0
+    assert "stopped; state of 0 probe(s) saved" in api.process.output()

@@ -1,0 +1,122 @@
+"""The state file: round trip, atomic saves, corrupt or unreadable files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import pytest
+
+from kwapi.bus.protocol import Measurement
+from kwapi.plugins.api.collector import Collector
+from kwapi.plugins.api.state import PeriodicSaver, StateStore
+from tests.helpers import wait_for
+
+T0 = 1_700_000_000.0
+
+
+def filled_collector() -> Collector:
+    c = Collector(max_gap=10.0, clock=lambda: T0 + 100)
+    c.add(Measurement("node-1", T0, {"w": 100.0}))
+    c.add(Measurement("node-1", T0 + 5, {"w": 200.0, "temperature_c": 40.5}))
+    c.add(Measurement("node-1", T0 + 50, {"w": 200.0}))  # a gap
+    c.add(Measurement("gpu:0@host", T0 + 1, {"utilization": 0.5}))
+    return c
+
+
+def test_round_trip_keeps_every_field(tmp_path):
+    store = StateStore(str(tmp_path / "state.json"))
+    before = filled_collector()
+    assert store.save(before.records()) == 2
+    loaded = StateStore(str(tmp_path / "state.json")).load()
+    assert sorted(loaded, key=lambda r: r.probe_id) == sorted(
+        before.records(), key=lambda r: r.probe_id
+    )
+    node = next(r for r in loaded if r.probe_id == "node-1")
+    assert node.gaps == 1
+    assert node.power_timestamp == T0 + 50
+    assert node.kwh == pytest.approx(150.0 * 5 / 3.6e6)
+
+
+def test_loaded_state_continues_the_counter(tmp_path):
+    store = StateStore(str(tmp_path / "state.json"))
+    store.save(filled_collector().records())
+    c = Collector(max_gap=10.0, clock=lambda: T0 + 100, records=store.load())
+    c.add(Measurement("node-1", T0 + 60, {"w": 200.0}))
+    assert c.get("node-1").kwh == pytest.approx((150.0 * 5 + 200.0 * 10) / 3.6e6)
+
+
+def test_missing_file_is_an_empty_state(tmp_path):
+    assert StateStore(str(tmp_path / "none.json")).load() == []
+
+
+def test_save_is_atomic_and_leaves_no_temporary_file(tmp_path):
+    path = tmp_path / "sub" / "state.json"
+    store = StateStore(str(path))
+    store.save(filled_collector().records())
+    store.save(filled_collector().records())
+    assert os.listdir(path.parent) == ["state.json"]
+    assert json.loads(path.read_text())["version"] == 1
+
+
+@pytest.mark.parametrize(
+    "content, detail",
+    [
+        (b"{not json", "is corrupt"),
+        (b'{"version": 1, "saved_at": 1, "probes": {"p": {"kwh": 1}}}', "timestamp"),
+        (b'{"version": 2, "saved_at": 1, "probes": {}}', "version"),
+        (
+            b'{"version": 1, "saved_at": 1, "probes": {"bad id!": {"timestamp": 1, "kwh": 0}}}',
+            "invalid probe id",
+        ),
+        (
+            b'{"version": 1, "saved_at": 1, "probes": {"p": {"timestamp": 1, "kwh": NaN}}}',
+            "kwh",
+        ),
+        (b"\xff\xfe\x00", "is corrupt"),
+        (b"", "is corrupt"),
+    ],
+)
+def test_corrupt_file_is_reported_and_moved_aside(tmp_path, caplog, content, detail):
+    path = tmp_path / "state.json"
+    path.write_bytes(content)
+    with caplog.at_level(logging.ERROR, logger="kwapi.plugins.api.state"):
+        assert StateStore(str(path)).load() == []
+    assert not path.exists()
+    aside = [name for name in os.listdir(tmp_path) if name.startswith("state.json.corrupt-")]
+    assert len(aside) == 1
+    assert (tmp_path / aside[0]).read_bytes() == content
+    assert detail in caplog.text
+    assert "moved to" in caplog.text
+
+
+def test_unreadable_file_is_reported_and_moved_aside(tmp_path, caplog):
+    path = tmp_path / "state.json"
+    path.mkdir()  # a directory where the file should be cannot be read
+    with caplog.at_level(logging.ERROR, logger="kwapi.plugins.api.state"):
+        assert StateStore(str(path)).load() == []
+    assert "cannot be read" in caplog.text
+    assert not path.exists()
+
+
+def test_periodic_saver_saves_and_survives_failures(tmp_path, caplog):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a directory is needed")
+    bad = StateStore(str(blocker / "state.json"))
+    collector = filled_collector()
+    saver = PeriodicSaver(bad, collector.records, 0.05)
+    with caplog.at_level(logging.ERROR, logger="kwapi.plugins.api.state"):
+        assert saver.save_now() is False
+        assert saver.save_now() is False
+    assert caplog.text.count("cannot save state") == 1  # reported once, not at every try
+
+    good = StateStore(str(tmp_path / "state.json"))
+    saver = PeriodicSaver(good, collector.records, 0.05)
+    saver.start()
+    try:
+        wait_for(lambda: saver.saves >= 2, 10, "two periodic saves")
+    finally:
+        saver.stop()
+    assert not saver.is_alive()
+    assert {r.probe_id for r in good.load()} == {"node-1", "gpu:0@host"}

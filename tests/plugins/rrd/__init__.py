@@ -1,0 +1,1 @@
+"""Tests of the RRD plugin (kwapi-rrd)."""

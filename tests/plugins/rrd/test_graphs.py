@@ -1,0 +1,123 @@
+"""Graphs: real PNGs from rrdtool, stable colours, no clipping, and the cache."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from kwapi.bus.protocol import Measurement
+from kwapi.plugins.rrd.graphs import Graph, GraphCache, Grapher, probe_colour, rrd_format, rrd_text
+from kwapi.plugins.rrd.periods import PERIODS
+from tests.helpers import wait_for
+from tests.plugins.rrd.conftest import fill
+from tests.plugins.rrd.pngs import png_size
+
+
+def test_escaping_for_rrdtool():
+    assert rrd_text("a:b@c") == "a\\:b@c"
+    assert rrd_text("C:\\dir") == "C\\:\\\\dir"
+    assert rrd_format("5% off: now") == "5%% off\\: now"
+
+
+def test_colours_depend_on_the_probe_and_hue_only():
+    first = probe_colour("host-1", 100)
+    assert first == probe_colour("host-1", 100)
+    assert len(first) == 6 and int(first, 16) >= 0
+    assert probe_colour("host-2", 100) != first
+    assert probe_colour("host-1", 250) != first
+
+
+@pytest.mark.parametrize("period", list(PERIODS))
+def test_summary_and_probe_graphs_are_pngs_of_sane_size(filled, period):
+    grapher = Grapher(filled)
+    for graph in (
+        grapher.summary(PERIODS[period]),
+        grapher.probe(PERIODS[period], "pdu:outlet@3"),
+        grapher.probe(PERIODS[period], "stream-1", "bitrate"),
+    ):
+        width, height = png_size(graph.png)
+        assert (width, height) == (graph.width, graph.height)
+        assert 600 <= width <= 1200 and 200 <= height <= 800
+
+
+def test_summary_legend_grows_with_probes_and_shows_the_total(filled):
+    grapher = Grapher(filled, currency="%$:")  # characters rrdtool would misread
+    summary = grapher.draw_summary(PERIODS["minute"])
+    alone = grapher.draw_summary(PERIODS["minute"], ("host-1",))
+    assert summary.height > alone.height  # one legend line per probe
+    # The stacked total of 120 + 60 + 250 W (each +-20 %) tops the y axis.
+    assert summary.value_max is not None and summary.value_max >= 430 * 0.8
+
+
+def test_y_axis_follows_the_data_beyond_max_watts(storage):
+    fill(storage, {"big": 5000.0}, seconds=30)
+    graph = Grapher(storage).draw_probe(PERIODS["minute"], "big")
+    assert graph.value_max is not None and graph.value_max >= 5000.0
+
+
+def test_empty_summary_is_still_an_image(storage):
+    graph = Grapher(storage).summary(PERIODS["minute"])
+    assert png_size(graph.png)[0] > 0
+
+
+def test_concurrent_requests_draw_a_graph_once(filled):
+    grapher = Grapher(filled)
+    period = PERIODS["hour"]  # fresh for 10 s
+    barrier = threading.Barrier(8)
+    results: list[Graph] = []
+
+    def request():
+        barrier.wait(10)
+        results.append(grapher.summary(period))
+
+    threads = [threading.Thread(target=request) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(results) == 8
+    assert grapher.cache.draws == 1
+    assert len({id(graph) for graph in results}) == 1
+
+
+def test_a_graph_is_redrawn_once_its_resolution_has_passed(filled):
+    grapher = Grapher(filled)
+    minute = PERIODS["minute"]  # 1 s resolution
+    first = grapher.probe(minute, "host-1")
+    wait_for(lambda: grapher.probe(minute, "host-1") is not first, 5, "a redraw")
+    assert grapher.cache.draws == 2
+
+
+def test_cache_keeps_graphs_for_their_resolution_and_evicts_the_oldest():
+    now = [0.0]
+    cache = GraphCache(size=2, clock=lambda: now[0])
+    drawn = []
+
+    def draw(name):
+        def make():
+            drawn.append(name)
+            return Graph(name.encode(), 1, 1, None, None, now[0])
+
+        return make
+
+    cache.get("a", 10, draw("a"))
+    now[0] = 9.9
+    assert cache.get("a", 10, draw("a")).png == b"a" and drawn == ["a"]
+    now[0] = 10.0
+    cache.get("a", 10, draw("a"))
+    assert drawn == ["a", "a"]
+    cache.get("b", 10, draw("b"))
+    cache.get("c", 10, draw("c"))  # evicts "a", the least recently used
+    cache.get("a", 10, draw("a"))
+    assert drawn == ["a", "a", "b", "c", "a"]
+    assert cache.draws == 5
+
+
+def test_new_probe_gets_a_new_summary_at_once(filled):
+    grapher = Grapher(filled)
+    period = PERIODS["hour"]
+    before = grapher.summary(period)
+    filled.update(Measurement("newcomer", time.time(), {"w": 10.0}))
+    assert grapher.summary(period) is not before
