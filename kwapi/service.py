@@ -96,6 +96,17 @@ def run(prog: str, main: Callable[[], int | None]) -> None:
     sys.exit(status or 0)
 
 
+def wait_for_stop(stop: threading.Event, poll: float = 0.5) -> None:
+    """Block the main thread until *stop* is set.
+
+    Waits in short slices: a signal delivered to another thread (ZeroMQ's I/O
+    threads, say) only runs its Python handler once the main thread returns
+    to the interpreter, which an endless wait would never do.
+    """
+    while not stop.wait(poll):
+        pass
+
+
 def stop_event_on_signals() -> threading.Event:
     """Return an event set by SIGTERM or SIGINT (call from the main thread)."""
     stop = threading.Event()

@@ -77,7 +77,7 @@ def serve(argv: list[str] | None = None) -> int:
         raise ConfigError(str(exc), section="DEFAULT", key="probes_endpoint") from None
     forwarder.start()
     LOG.info("relaying %s to %s", ", ".join(conf.probes_endpoint), conf.forwarder_endpoint)
-    stop.wait()
+    service.wait_for_stop(stop)
     forwarder.stop()
     LOG.info("stopped")
     return 0

@@ -20,11 +20,12 @@ import sys
 from dataclasses import dataclass, field
 
 from pyghmi.ipmi import bmc
-from pyghmi.ipmi.private import serversession, session
+from pyghmi.ipmi.private import constants, serversession, session
 
 # RMCP+ status codes (IPMI 2.0 table 13-15).
 INVALID_AUTH_ALGORITHM = 0x11
 INVALID_INTEGRITY_ALGORITHM = 0x12
+UNAUTHORIZED_ROLE = 0x09
 RAKP_HMAC_SHA1 = 1
 HMAC_SHA1_96 = 1
 
@@ -85,6 +86,7 @@ class Settings:
     dcmi: bool = True
     watts: int = 187
     active: bool = True
+    max_privilege: int = 4  # the user's limit: 2 user, 3 operator, 4 administrator
     sensors: list[Sensor] = field(default_factory=list)
 
     @classmethod
@@ -108,6 +110,14 @@ class Sha1OnlySession(serversession.ServerSession):
             self.clientsessionid = request[4:8]
             return bytearray([request[0], status, 0, 0]) + self.clientsessionid
         return super().create_open_session_response(request)
+
+    def _got_rakp1(self, data):
+        requested = data[24] & 0x0F
+        if requested > self.bmc.settings.max_privilege:
+            message = bytearray([data[0], UNAUTHORIZED_ROLE, 0, 0]) + self.clientsessionid
+            self.send_payload(message, constants.payload_types["rakp2"], retry=False)
+            return
+        super()._got_rakp1(data)
 
 
 class SimulatedBmc(bmc.Bmc):

@@ -1,0 +1,452 @@
+"""Snmp driver against snmpsim serving recorded PDU data on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import selectors
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from kwapi.bus.publisher import Publisher
+from kwapi.bus.signing import Signer
+from kwapi.config import ConfigError, Section
+from kwapi.drivers.config import parse_wattmeters
+from kwapi.drivers.snmp import SnmpDriver, SnmpParameters
+from tests.helpers import SECRET, VENV_BIN, BusClient, run_command, wait_for, write_config
+
+hlapi = pytest.importorskip("pysnmp.hlapi.v3arch.asyncio")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pysnmp.smi.compiler")
+
+DATA_DIR = Path(__file__).parent / "simulators" / "snmprec"
+V3 = {"user": "kwapi", "auth_key": "kwapi-auth-key", "priv_key": "kwapi-priv-key"}
+
+
+def free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class SnmpSimulator:
+    """snmpsim-command-responder serving tests/drivers/simulators/snmprec.
+
+    v1/v2c communities and v3 context names are the data files' names
+    (eaton, apc, raritan, sentry4, custom); the v3 user is ``kwapi``
+    (SHA authentication, AES privacy).
+    """
+
+    def __init__(self) -> None:
+        self.port = free_udp_port()
+        self.workdir = tempfile.mkdtemp(prefix="kwsnmp")
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> SnmpSimulator:
+        log = open(Path(self.workdir) / "snmpsim.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [
+                str(VENV_BIN / "snmpsim-command-responder"),
+                f"--data-dir={DATA_DIR}",
+                f"--cache-dir={self.workdir}/cache",
+                f"--agent-udpv4-endpoint=127.0.0.1:{self.port}",
+                f"--v3-user={V3['user']}",
+                f"--v3-auth-key={V3['auth_key']}",
+                "--v3-auth-proto=SHA",
+                f"--v3-priv-key={V3['priv_key']}",
+                "--v3-priv-proto=AES",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "SNMPSIM_ALLOW_ROOT": "true"},
+        )
+        log.close()
+        wait_for(self._answers, 30, f"snmpsim on port {self.port}")
+        return self
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"snmpsim exited: {self.output()[-2000:]}")
+
+        async def probe():
+            engine = hlapi.SnmpEngine()
+            try:
+                target = await hlapi.UdpTransportTarget.create(
+                    ("127.0.0.1", self.port), timeout=0.3, retries=0
+                )
+                answer = await hlapi.get_cmd(
+                    engine,
+                    hlapi.CommunityData("apc"),
+                    target,
+                    hlapi.ContextData(),
+                    hlapi.ObjectType(hlapi.ObjectIdentity("1.3.6.1.2.1.1.5.0")),
+                    lookupMib=False,
+                )
+                return answer[0] is None and not answer[1]
+            finally:
+                engine.close_dispatcher()
+
+        return asyncio.run(probe())
+
+    def output(self) -> str:
+        return (Path(self.workdir) / "snmpsim.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+        if self.process is not None:
+            self.process.wait(10)
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class UdpRelay(threading.Thread):
+    """Forwards UDP datagrams to *port* and counts the requests it relays."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.upstream = ("127.0.0.1", port)
+        self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.front.bind(("127.0.0.1", 0))
+        self.port = self.front.getsockname()[1]
+        self.back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.back.connect(self.upstream)
+        self.requests = 0
+        self.client = None
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.front, selectors.EVENT_READ)
+            selector.register(self.back, selectors.EVENT_READ)
+            while not self.stopping.is_set():
+                for key, _ in selector.select(0.1):
+                    if key.fileobj is self.front:
+                        data, self.client = self.front.recvfrom(65535)
+                        self.requests += 1
+                        self.back.send(data)
+                    else:
+                        with contextlib.suppress(ConnectionRefusedError):
+                            data = self.back.recv(65535)
+                            if self.client:
+                                self.front.sendto(data, self.client)
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.join(5)
+        self.front.close()
+        self.back.close()
+
+
+@pytest.fixture(scope="module")
+def agent():
+    """One simulator shared by the module's tests that only read from it."""
+    simulator = SnmpSimulator().start()
+    yield simulator
+    simulator.close()
+
+
+@pytest.fixture
+def own_agent():
+    """A simulator of the test's own, which it may stop and start."""
+    simulator = SnmpSimulator()
+    yield simulator
+    simulator.close()
+
+
+@pytest.fixture
+def bus(tmpdir_short):
+    """A real signed publisher on ipc:// and a verifying subscriber."""
+    endpoint = f"ipc://{tmpdir_short}/drivers"
+    publisher = Publisher(endpoint, Signer(SECRET))
+    client = BusClient(endpoint)
+    yield publisher, client
+    client.close()
+    publisher.close()
+
+
+@contextlib.contextmanager
+def running(publisher, port, probes, **given):
+    parameters = {"host": "127.0.0.1", "port": port, "interval": 0.2, "max_backoff": 1.0, **given}
+    driver = SnmpDriver("pdu-1", list(probes), SnmpParameters(**parameters), publisher.publish)
+    driver.start()
+    try:
+        yield driver
+    finally:
+        driver.stop()
+        driver.join(20)
+        assert not driver.is_alive(), "driver thread did not stop"
+        assert driver.failure is None
+
+
+def one_reading(client, count: int) -> dict[str, float]:
+    """The next reading of *count* probes, which share one timestamp."""
+    while True:
+        first = client.receive(timeout=15)
+        batch = [first, *client.collect(count - 1, timeout=5)] if count > 1 else [first]
+        if len({m.timestamp for m in batch}) == 1:
+            return {m.probe_id: m.meters["w"] for m in batch}
+
+
+def warnings(caplog, text: str) -> list[logging.LogRecord]:
+    return [
+        record
+        for record in caplog.records
+        if record.levelno >= logging.WARNING and text in record.getMessage()
+    ]
+
+
+@pytest.mark.parametrize(
+    ("parameters", "probes", "expected"),
+    [
+        (
+            {"model": "eaton", "community": "eaton"},
+            ["e0-1", "e0-2", "e0-3", "e0-4"],
+            {"e0-1": 101, "e0-2": 0, "e0-3": 230, "e0-4": 57},
+        ),
+        (
+            {"model": "eaton", "community": "eaton", "unit": 1},
+            ["e1-1", "e1-2", None, "e1-4"],
+            {"e1-1": 310, "e1-2": 42, "e1-4": 75},
+        ),
+        (
+            {"model": "apc", "community": "apc"},
+            ["a1", None, "a3", "a4", "a5", "a6"],
+            {"a1": 88, "a3": 0, "a4": 12, "a5": 260, "a6": 33},
+        ),
+        (
+            {"model": "raritan", "community": "raritan"},
+            [f"r{i}" for i in range(1, 9)],
+            dict(
+                zip([f"r{i}" for i in range(1, 9)], [64, 0, 199, 321, 7, 150, 90, 45], strict=True)
+            ),
+        ),
+        (
+            # Outlet 2 reports -1 (no reading): nothing is published for it.
+            {"model": "sentry4", "community": "sentry4"},
+            ["s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8"],
+            {"s1": 120, "s3": 35, "s4": 0, "s5": 77, "s6": 18, "s7": 240, "s8": 3},
+        ),
+        (
+            {"oid": ".1.3.6.1.4.1.8072.9999.9999.1.1.2", "community": "custom", "scale": 0.1},
+            ["c1", "c2", "c3"],
+            {"c1": 123.4, "c2": 5.6, "c3": 789.0},
+        ),
+    ],
+    ids=["eaton", "eaton-unit-1", "apc", "raritan", "sentry4", "custom-oid"],
+)
+def test_models_and_custom_oid(agent, bus, parameters, probes, expected):
+    publisher, client = bus
+    with running(publisher, agent.port, probes, **parameters):
+        reading = one_reading(client, len(expected))
+    assert reading == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {"protocol": "1", "community": "raritan"},
+        {"protocol": "v1", "community": "raritan"},
+        {"protocol": "2c", "community": "raritan"},
+        {"protocol": "v2c", "community": "raritan"},
+        {"protocol": "3", "context": "raritan", **V3},
+        {"protocol": "v3", "context": "raritan", "auth_protocol": "sha", **V3},
+    ],
+    ids=["1", "v1", "2c", "v2c", "3", "v3"],
+)
+def test_snmp_versions(agent, bus, parameters):
+    publisher, client = bus
+    with running(publisher, agent.port, ["r1", "r2", "r3"], model="raritan", **parameters):
+        assert one_reading(client, 3) == {"r1": 64, "r2": 0, "r3": 199}
+
+
+def test_one_request_per_reading(agent, bus):
+    publisher, client = bus
+    relay = UdpRelay(agent.port)
+    relay.start()
+    try:
+        with running(
+            publisher, relay.port, ["a1", "a2", None, "a4"], model="apc", community="apc"
+        ) as driver:
+            for _ in range(4):
+                one_reading(client, 3)
+        readings, rest = divmod(driver.published, 3)
+    finally:
+        relay.close()
+    assert rest == 0 and readings >= 4
+    # One GETBULK learns the rows, then one GET per reading.
+    assert relay.requests == readings + 1
+
+
+def test_probes_beyond_the_outlets_are_reported(agent, bus, caplog):
+    publisher, client = bus
+    probes = ["c1", "c2", "c3", "c4", "c5"]
+    with running(
+        publisher, agent.port, probes, oid="1.3.6.1.4.1.8072.9999.9999.1.1.2", community="custom"
+    ):
+        assert set(one_reading(client, 3)) == {"c1", "c2", "c3"}
+    [line] = warnings(caplog, "3 outlet(s)")
+    assert "nothing for c4, c5" in line.getMessage()
+
+
+def test_wrong_community_logs_one_timeout_and_publishes_nothing(agent, bus, caplog):
+    caplog.set_level(logging.DEBUG, logger="kwapi")
+    publisher, client = bus
+    with running(
+        publisher,
+        agent.port,
+        ["a1"],
+        model="apc",
+        community="wrong",
+        timeout=0.2,
+        retries=0,
+        max_backoff=0.2,
+    ) as driver:
+
+        def retries():
+            return [r for r in caplog.records if "still failing" in r.getMessage()]
+
+        wait_for(lambda: len(retries()) >= 2, 20, "two retries")
+        assert driver.published == 0
+    [line] = warnings(caplog, "No SNMP response")
+    assert f"PDU 127.0.0.1:{agent.port}" in line.getMessage()
+    assert "wrong" not in line.getMessage()
+    with pytest.raises(AssertionError, match="no measurement"):
+        client.receive(timeout=0.2)
+
+
+def test_wrong_v3_key_logs_one_line(agent, bus, caplog):
+    publisher, client = bus
+    parameters = {**V3, "auth_key": "not-the-key", "protocol": "3", "context": "apc"}
+    with running(publisher, agent.port, ["a1"], model="apc", timeout=0.3, **parameters) as driver:
+        wait_for(lambda: warnings(caplog, "PDU 127.0.0.1"), 20, "failure logged")
+        assert driver.published == 0
+    assert len(warnings(caplog, "PDU 127.0.0.1")) == 1
+    assert "not-the-key" not in caplog.text
+    with pytest.raises(AssertionError, match="no measurement"):
+        client.receive(timeout=0.2)
+
+
+def test_agent_down_then_back(own_agent, bus, caplog):
+    publisher, client = bus
+    own_agent.start()
+    with running(
+        publisher,
+        own_agent.port,
+        ["a1", "a2"],
+        model="apc",
+        community="apc",
+        timeout=0.3,
+        retries=0,
+    ) as driver:
+        assert one_reading(client, 2) == {"a1": 88, "a2": 145}
+        own_agent.stop()
+        wait_for(lambda: warnings(caplog, "No SNMP response"), 15, "outage logged")
+        published = driver.published
+        own_agent.start()
+        wait_for(lambda: warnings(caplog, "device is back"), 20, "recovery logged")
+        wait_for(lambda: driver.published > published, 5, "readings again")
+    assert len(warnings(caplog, "No SNMP response")) == 1
+
+
+def section(parameters: str, probes: str = "['o1', 'o2']") -> Section:
+    return Section(
+        "drivers.conf", "Rack 1 PDU", {"driver": "Snmp", "probes": probes, "parameters": parameters}
+    )
+
+
+@pytest.mark.parametrize(
+    ("parameters", "key", "fragment"),
+    [
+        ("{'model': 'apc'}", "parameters['host']", "required"),
+        ("{'host': 'h', 'model': 'cisco'}", "parameters['model']", "'eaton'"),
+        ("{'host': 'h', 'model': 'apc', 'protocol': '4'}", "parameters['protocol']", "1, 2c, 3"),
+        ("{'host': 'h', 'model': 'apc', 'protocol': 'v5'}", "parameters['protocol']", "1, 2c, 3"),
+        ("{'host': 'h', 'oid': '1.3.x.1'}", "parameters['oid']", "numeric OID"),
+        ("{'host': 'h', 'model': 'apc', 'port': 0}", "parameters['port']", "greater than"),
+        ("{'host': 'h', 'model': 'apc', 'scale': 'x'}", "parameters['scale']", "valid number"),
+        ("{'host': 'h', 'model': 'apc', 'interval': 'x'}", "parameters['interval']", "number"),
+        (
+            "{'host': 'h', 'model': 'apc', 'protocol': 3, 'user': 'u', 'auth_key': 'short'}",
+            "parameters['auth_key']",
+            "at least 8",
+        ),
+        (
+            "{'host': 'h', 'model': 'apc', 'auth_protocol': 'rot13'}",
+            "parameters['auth_protocol']",
+            "'sha'",
+        ),
+        ("{'host': 'h'}", None, "exactly one of the parameters 'oid' and 'model'"),
+        ("{'host': 'h', 'model': 'apc', 'oid': '1.3.6.1'}", None, "exactly one"),
+        ("{'host': 'h', 'model': 'apc', 'unit': 1}", None, "'unit' applies to model 'eaton'"),
+        ("{'host': 'h', 'model': 'apc', 'protocol': 'v3'}", None, "'user' is required"),
+    ],
+)
+def test_configuration_errors_name_section_and_key(parameters, key, fragment):
+    with pytest.raises(ConfigError) as caught:
+        parse_wattmeters([section(parameters)])
+    error = caught.value
+    assert error.section == "Rack 1 PDU"
+    assert error.key == key
+    assert fragment in str(error)
+
+
+@pytest.mark.parametrize(
+    ("given", "normalised"), [("1", "1"), ("v1", "1"), (2, "2c"), ("V2C", "2c"), (3, "3")]
+)
+def test_protocol_spellings(given, normalised):
+    assert SnmpParameters(host="h", model="apc", protocol=given).protocol == normalised
+
+
+def test_kwapi_drivers_daemon_publishes_outlets(agent, daemon, bus_client, tmpdir_short):
+    endpoint = f"ipc://{tmpdir_short}/drivers"
+    config = write_config(
+        tmpdir_short,
+        "drivers.conf",
+        f"""
+        [DEFAULT]
+        probes_endpoint = {endpoint}
+        metering_secret = {SECRET}
+
+        [Rack 1 PDU]
+        driver = Snmp
+        probes = ['node-1', None, 'node-3']
+        parameters = {{'host': '127.0.0.1', 'port': {agent.port}, 'protocol': 'v2c',
+            'community': 'apc', 'model': 'apc', 'interval': 0.2}}
+        """,
+    )
+    client = bus_client(endpoint)
+    process = daemon("kwapi-drivers", "--config-file", str(config))
+    assert one_reading(client, 2) == {"node-1": 88, "node-3": 0}
+    assert process.stop() == 0
+
+
+def test_kwapi_drivers_refuses_an_unknown_model(tmpdir_short):
+    config = write_config(
+        tmpdir_short,
+        "drivers.conf",
+        f"""
+        [DEFAULT]
+        probes_endpoint = ipc://{tmpdir_short}/drivers
+        metering_secret = {SECRET}
+
+        [Rack 1 PDU]
+        driver = Snmp
+        probes = ['node-1']
+        parameters = {{'host': 'pdu-1', 'model': 'acme'}}
+        """,
+    )
+    result = run_command("kwapi-drivers", "--config-file", str(config))
+    assert result.returncode == 2
+    assert "Rack 1 PDU" in result.stderr and "model" in result.stderr
+    assert "Traceback" not in result.stderr
