@@ -65,14 +65,19 @@ def read_sections(files: list[str]) -> list[Section]:
     """Return every section but DEFAULT of *files*, in file order.
 
     A section that appears in several files is returned once per file; the
-    caller decides how to merge.
+    caller decides how to merge.  Raises :class:`ConfigError` if a file
+    cannot be read.
     """
     sections = []
     for path in files:
-        parser = configparser.RawConfigParser(default_section="\0none")
+        # strict=False: like oslo.config, accept a section written twice.
+        parser = configparser.RawConfigParser(default_section="\0none", strict=False)
         parser.optionxform = str  # keep keys as written
-        with open(path, encoding="utf-8") as handle:
-            parser.read_file(handle)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                parser.read_file(handle)
+        except (OSError, UnicodeDecodeError, configparser.Error) as exc:
+            raise ConfigError(f"cannot read: {exc}", file=path) from None
         for name in parser.sections():
             if name != "DEFAULT":
                 sections.append(Section(path, name, dict(parser.items(name))))
@@ -83,7 +88,8 @@ def locate(files: list[str], section: str, key: str) -> str | None:
     """Return the last of *files* that sets *key* in *section*, if any."""
     found = None
     for path in files:
-        parser = configparser.RawConfigParser(default_section="\0none")
+        # strict=False: a multi-valued option (MultiStrOpt) repeats its key.
+        parser = configparser.RawConfigParser(default_section="\0none", strict=False)
         try:
             with open(path, encoding="utf-8") as handle:
                 parser.read_file(handle)

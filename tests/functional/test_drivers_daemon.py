@@ -1,5 +1,6 @@
 """kwapi-drivers as a real process: publishing, signals, restarts, bad configuration."""
 
+import json
 import os
 import signal
 import textwrap
@@ -180,3 +181,15 @@ def test_missing_secret_and_missing_file(tmpdir_short):
     assert result.stderr.strip() == (
         f"kwapi-drivers: error: cannot read configuration file(s): {tmpdir_short}/absent.conf"
     )
+
+
+def test_use_json_gives_one_json_object_per_log_line(tmpdir_short, daemon):
+    endpoint = f"ipc://{tmpdir_short}/drivers"
+    conf = drivers_conf(tmpdir_short, endpoint, "[DEFAULT]\nuse_json = true\n" + DUMMY)
+    process = daemon("kwapi-drivers", "--config-file", str(conf))
+    process.wait_output("started 1 driver", 15)
+    assert process.stop() == 0
+    records = [json.loads(line) for line in process.output().splitlines() if line.strip()]
+    messages = [record["message"] for record in records]
+    assert any(message.startswith("publishing on ipc://") for message in messages)
+    assert all({"levelname", "name", "asctime"} <= set(record) for record in records)
