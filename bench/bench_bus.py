@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,7 @@ from kwapi.bus.signing import Signer, Verifier
 
 SECRET = "bench-secret"
 MESSAGES = int(os.environ.get("KWAPI_BENCH_MESSAGES", "100000"))
+REPEATS = int(os.environ.get("KWAPI_BENCH_REPEATS", "3"))
 PROBES = 1000
 WARMUP_PROBE = "warmup"
 
@@ -74,7 +76,8 @@ def _receive_raw(endpoint: str, count: int, ready) -> tuple[int, float]:
     socket.connect(endpoint)
     received, first, last = 0, 0.0, 0.0
     while True:
-        if not socket.poll(3000):
+        # Up to 30 s for the first (warm-up) message, then 3 s of silence ends the run.
+        if not socket.poll(3000 if ready.is_set() else 30000):
             break
         frames = socket.recv_multipart()
         if frames[0] == WARMUP_PROBE.encode() + b".":
@@ -106,9 +109,7 @@ def _receive_kwapi(endpoint: str, count: int, ready) -> tuple[int, float]:
         if state["received"] == count:
             finished.set()
 
-    receiver = Receiver(
-        [endpoint], handle, MessageValidator(Verifier([SECRET])), rcvhwm=10 * count
-    )
+    receiver = Receiver([endpoint], handle, MessageValidator(Verifier([SECRET])), rcvhwm=10 * count)
     receiver.start()
     deadline = time.monotonic() + 120
     while not finished.wait(0.5) and time.monotonic() < deadline:
@@ -162,21 +163,30 @@ def run_path(kwapi: bool, through_forwarder: bool, count: int = MESSAGES) -> tup
         shutil.rmtree(directory, ignore_errors=True)
 
 
+PATHS = (
+    ("raw pyzmq PUB -> SUB", False, False),
+    ("raw pyzmq PUB -> kwapi-forwarder -> SUB", False, True),
+    ("kwapi Publisher (sign) -> Receiver (verify)", True, False),
+    ("kwapi Publisher -> kwapi-forwarder -> Receiver", True, True),
+)
+
+
 def main() -> None:
-    """Print messages/s of each path and the ratios."""
-    print(f"{MESSAGES} measurements per path, {PROBES} probes, ipc://, separate processes")
-    results = {}
-    for label, kwapi, forwarder in (
-        ("raw pyzmq PUB -> SUB", False, False),
-        ("raw pyzmq PUB -> kwapi-forwarder -> SUB", False, True),
-        ("kwapi Publisher (sign) -> Receiver (verify)", True, False),
-        ("kwapi Publisher -> kwapi-forwarder -> Receiver", True, True),
-    ):
-        received, seconds = run_path(kwapi, forwarder)
-        rate = received / seconds if seconds > 0 else 0.0
-        results[label] = rate
-        lost = MESSAGES - received
-        print(f"  {label:48s} {rate:>10,.0f} msg/s  ({received} received, {lost} lost)")
+    """Print messages/s of each path (median of the repeats) and the ratios."""
+    print(
+        f"{MESSAGES} measurements per path, {PROBES} probes, ipc://, separate processes, "
+        f"median of {REPEATS} rounds (paths interleaved in each round)"
+    )
+    rates: dict[str, list[float]] = {label: [] for label, _, _ in PATHS}
+    lost: dict[str, int] = dict.fromkeys(rates, 0)
+    for _ in range(REPEATS):
+        for label, kwapi, forwarder in PATHS:
+            received, seconds = run_path(kwapi, forwarder)
+            rates[label].append(received / seconds if seconds > 0 else 0.0)
+            lost[label] += MESSAGES - received
+    results = {label: statistics.median(values) for label, values in rates.items()}
+    for label, rate in results.items():
+        print(f"  {label:48s} {rate:>10,.0f} msg/s  ({lost[label]} lost in all rounds)")
     raw = results["raw pyzmq PUB -> SUB"]
     kwapi = results["kwapi Publisher -> kwapi-forwarder -> Receiver"]
     raw_forwarded = results["raw pyzmq PUB -> kwapi-forwarder -> SUB"]
