@@ -30,13 +30,19 @@ def list_receiver_opts():
 
 def list_api_opts():
     """Options of kwapi-api: receiver, collector, REST API and authentication."""
+    from kwapi.plugins import streams
     from kwapi.plugins.api import auth
     from kwapi.plugins.api import options as api_options
 
     return [
         (
             "DEFAULT",
-            service.common_opts + bus_options.receiver_opts + api_options.api_opts + auth.auth_opts,
+            service.common_opts
+            + bus_options.receiver_opts
+            + api_options.api_opts
+            + auth.auth_opts
+            + streams.stream_opts
+            + streams.price_opts,
         )
     ]
 
@@ -44,8 +50,9 @@ def list_api_opts():
 def list_rrd_opts():
     """Options of kwapi-rrd."""
     from kwapi.plugins.rrd.options import rrd_opts
+    from kwapi.plugins.streams import stream_opts
 
-    return [("DEFAULT", service.common_opts + bus_options.receiver_opts + rrd_opts)]
+    return [("DEFAULT", service.common_opts + bus_options.receiver_opts + rrd_opts + stream_opts)]
 
 
 def list_ceilometer_opts():

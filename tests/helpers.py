@@ -146,3 +146,19 @@ class BusClient:
 
     def close(self) -> None:
         self.socket.close()
+
+
+def stop_process(
+    process: subprocess.Popen, timeout: float = 10, signum: int = signal.SIGTERM
+) -> int:
+    """Send *signum* to *process* unless it has exited, wait up to *timeout* seconds,
+    then SIGKILL it if it is still running; always reap it and return its exit status
+    (negative: the signal that ended it)."""
+    if process.poll() is None:
+        process.send_signal(signum)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode

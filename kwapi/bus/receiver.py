@@ -220,6 +220,10 @@ class Receiver(threading.Thread):
         try:
             socket.setsockopt(zmq.RCVHWM, self._rcvhwm)
             socket.setsockopt(zmq.LINGER, 0)
+            # A blocking receive that gives up after POLL_MS, so the stop flag
+            # is seen while idle: one call per message, no poll() and no
+            # zmq.Again exception per message as with poll() + NOBLOCK.
+            socket.setsockopt(zmq.RCVTIMEO, self.POLL_MS)
             for probe in self.probes:
                 socket.setsockopt(zmq.SUBSCRIBE, topic_for(probe))
             if not self.probes:
@@ -229,16 +233,13 @@ class Receiver(threading.Thread):
                     self._curve.apply(socket, index)
                 socket.connect(endpoint)
             self._ready.set()
-            while not self._stop_event.is_set():
-                if not socket.poll(self.POLL_MS):
+            receive, process, stopping = socket.recv_multipart, self.process, self._stop_event
+            while not stopping.is_set():
+                try:
+                    frames = receive()
+                except zmq.Again:  # nothing for POLL_MS
                     continue
-                # Drain what is queued, but look at the stop flag now and then.
-                for _ in range(1000):
-                    try:
-                        frames = socket.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    self.process(frames)
+                process(frames)
         finally:
             socket.close()
             self._ready.set()

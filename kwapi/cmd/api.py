@@ -7,12 +7,14 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 
 import waitress
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
 from kwapi import service
 from kwapi.bus.options import make_receiver, receiver_opts
+from kwapi.bus.protocol import Measurement
 from kwapi.bus.receiver import Receiver
 from kwapi.config import ConfigError
 from kwapi.plugins.api import auth
@@ -21,6 +23,8 @@ from kwapi.plugins.api.collector import Collector
 from kwapi.plugins.api.metrics import make_registry
 from kwapi.plugins.api.options import api_opts
 from kwapi.plugins.api.state import PeriodicSaver, StateStore
+from kwapi.plugins.api.stream_views import StreamViews
+from kwapi.plugins.streams import StreamEnergy, price_opts, stream_map_from_conf, stream_opts
 
 PROG = "kwapi-api"
 LOG = logging.getLogger(PROG)
@@ -36,9 +40,29 @@ def receiver_status(receiver: Receiver) -> dict:
     return {"alive": receiver.is_alive(), "endpoints": receiver.endpoints, **stats}
 
 
+def make_handler(collector: Collector, energy: StreamEnergy) -> Callable[[Measurement], None]:
+    """The receiver's handler: the collector, then the energy per stream for power probes."""
+    hosts = energy.map.hosts
+    if not hosts:
+        return collector.add
+    add, observe = collector.add, energy.observe
+
+    def fold(measurement: Measurement) -> None:
+        add(measurement)
+        if measurement.probe_id in hosts:
+            observe(measurement)
+
+    return fold
+
+
 def serve(argv: list[str] | None = None) -> int:
     """Receive, collect and serve until SIGTERM or SIGINT."""
-    conf = service.prepare(PROG, argv, [(None, receiver_opts + api_opts + auth.auth_opts)])
+    conf = service.prepare(
+        PROG,
+        argv,
+        [(None, receiver_opts + api_opts + auth.auth_opts + stream_opts + price_opts)],
+    )
+    stream_map = stream_map_from_conf(conf)
     stop = service.stop_event_on_signals()
 
     store = StateStore(conf.state_file)
@@ -47,18 +71,25 @@ def serve(argv: list[str] | None = None) -> int:
         cleaning_interval=conf.cleaning_interval,
         records=store.load(),
     )
-    saver = PeriodicSaver(store, collector.records, conf.state_save_interval)
+    energy = StreamEnergy(stream_map, collector.latest, max_gap=conf.max_gap, state=store.streams)
+    saver = PeriodicSaver(store, collector.records, conf.state_save_interval, energy.export)
     try:
-        store.save(collector.records())
+        store.save(collector.records(), energy.export())
     except OSError as exc:
         raise ConfigError(
             f"cannot write the state file: {exc.strerror or exc}",
             section="DEFAULT",
             key="state_file",
         ) from None
-    receiver = make_receiver(conf, collector.add)
-    registry = make_registry(collector, lambda: receiver.stats.snapshot())
-    app = create_app(collector, lambda: receiver_status(receiver), registry)
+    views = StreamViews(energy, collector, kwh_price=conf.kwh_price, currency=conf.currency)
+
+    receiver = make_receiver(conf, make_handler(collector, energy))
+    registry = make_registry(
+        collector, lambda: receiver.stats.snapshot(), views if stream_map else None
+    )
+    app = create_app(
+        collector, lambda: receiver_status(receiver), registry, views if stream_map else None
+    )
     wsgi_app = auth.wrap(app.wsgi_app, conf)
     app.wsgi_app = wsgi_app
     try:
@@ -114,7 +145,7 @@ def serve(argv: list[str] | None = None) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    _shutdown(server, receiver, saver, store, collector)
+    _shutdown(server, receiver, saver, store, collector, energy)
     return 0
 
 
@@ -124,6 +155,7 @@ def _shutdown(
     saver: PeriodicSaver,
     store: StateStore,
     collector: Collector,
+    energy: StreamEnergy,
 ) -> None:
     """Stop serving, stop receiving, then save the state one last time."""
     server.task_dispatcher.shutdown(timeout=5)
@@ -132,7 +164,7 @@ def _shutdown(
     receiver.join(5)
     saver.stop()
     try:
-        count = store.save(collector.records())
+        count = store.save(collector.records(), energy.export())
     except OSError as exc:
         LOG.error("cannot save state to %s at exit: %s", store.path, exc)
         return

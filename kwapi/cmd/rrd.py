@@ -15,6 +15,8 @@ from kwapi.plugins.rrd.app import create_app
 from kwapi.plugins.rrd.graphs import Grapher
 from kwapi.plugins.rrd.options import rrd_opts
 from kwapi.plugins.rrd.storage import RrdStorage, StorageError
+from kwapi.plugins.rrd.writer import BatchWriter
+from kwapi.plugins.streams import stream_map_from_conf, stream_opts
 
 PROG = "kwapi-rrd"
 LOG = logging.getLogger(PROG)
@@ -22,7 +24,8 @@ LOG = logging.getLogger(PROG)
 
 def serve(argv: list[str] | None = None) -> int:
     """Record measurements and serve the web interface until SIGTERM or SIGINT."""
-    conf = service.prepare(PROG, argv, [(None, receiver_opts + rrd_opts)])
+    conf = service.prepare(PROG, argv, [(None, receiver_opts + rrd_opts + stream_opts)])
+    streams = stream_map_from_conf(conf)
     stop = service.stop_event_on_signals()
     try:
         storage = RrdStorage(
@@ -34,7 +37,8 @@ def serve(argv: list[str] | None = None) -> int:
         storage.check_daemon()
     except StorageError as exc:
         raise ConfigError(str(exc), section="DEFAULT", key="rrdcached_address") from None
-    receiver = make_receiver(conf, storage.update)
+    writer = BatchWriter(storage, batch_size=conf.rrd_batch_size, interval=conf.rrd_batch_interval)
+    receiver = make_receiver(conf, writer.add)
     grapher = Grapher(
         storage,
         hue=conf.hue,
@@ -42,7 +46,13 @@ def serve(argv: list[str] | None = None) -> int:
         currency=conf.currency,
         cache_size=conf.graph_cache_size,
     )
-    app = create_app(storage, grapher, refresh_interval=conf.refresh_interval)
+    app = create_app(
+        storage,
+        grapher,
+        refresh_interval=conf.refresh_interval,
+        receiver_stats=lambda: {**receiver.stats.snapshot(), "pending_writes": writer.pending()},
+        streams=streams,
+    )
     try:
         server = waitress.create_server(
             app, host=conf.rrd_host, port=conf.rrd_port, threads=conf.rrd_threads, ident=PROG
@@ -54,6 +64,7 @@ def serve(argv: list[str] | None = None) -> int:
             key="rrd_port",
         ) from None
 
+    writer.start()
     receiver.start()
     receiver.wait_ready(10)
     web = threading.Thread(target=server.run, name="web", daemon=True)
@@ -66,10 +77,11 @@ def serve(argv: list[str] | None = None) -> int:
         conf.rrd_host,
         server.effective_port,
     )
-    stop.wait()
+    service.wait_for_stop(stop)
 
     receiver.stop()
     receiver.join(10)
+    writer.stop()
     try:
         storage.flush()
     except (OSError, StorageError) as exc:

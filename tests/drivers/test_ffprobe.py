@@ -26,19 +26,13 @@ import pytest
 from kwapi.config import ConfigError, Section
 from kwapi.drivers.config import parse_wattmeters
 from kwapi.drivers.ffprobe import FfprobeDriver, parse_ffprobe_output, redact
-from tests.drivers.running import RunningDriver
-from tests.helpers import SECRET, free_tcp_port, run_command, wait_for, write_config
+from tests.drivers.running import RunningDriver, expect_config_error, free_udp_port
+from tests.helpers import free_tcp_port, stop_process, wait_for
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
     reason="ffmpeg is installed by `make test` (Debian package ffmpeg)",
 )
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def encoder_args(size: str, rate: int, kbps: int, audio: bool = False) -> list[str]:
@@ -69,13 +63,7 @@ class Source:
         )
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self._log.close()
 
 
@@ -362,48 +350,22 @@ def test_bad_sections_are_refused_with_one_clear_message(parameters, expected):
 
 
 def test_daemon_without_ffprobe_exits_2_with_one_line(tmpdir_short):
-    conf = write_config(
-        tmpdir_short,
-        "drivers.conf",
-        f"""
-        [DEFAULT]
-        probes_endpoint = ipc://{tmpdir_short}/drivers
-        metering_secret = {SECRET}
-
-        [Streams]
-        driver = Ffprobe
-        probes = ['s1']
-        parameters = {{'urls': ['udp://127.0.0.1:9'], 'ffprobe': 'no-such-ffprobe'}}
-        """,
-    )
-    result = run_command("kwapi-drivers", "--config-file", str(conf))
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1, result.stderr
-    assert "[Streams] driver Ffprobe: ffprobe command 'no-such-ffprobe' not found" in (
-        result.stderr
-    )
+    parameters = "{'urls': ['udp://127.0.0.1:9'], 'ffprobe': 'no-such-ffprobe'}"
+    line = expect_config_error(tmpdir_short, "Streams", "Ffprobe", "['s1']", parameters)
+    assert "[Streams] driver Ffprobe: ffprobe command 'no-such-ffprobe' not found" in line
 
 
-def test_daemon_publishes_signed_stream_measurements(tmpdir_short, daemon, bus_client, source):
+def test_daemon_publishes_signed_stream_measurements(kwapi_drivers, source):
     port = free_udp_port()
     udp_source(source, port, "160x120", 10, 100)
-    endpoint = f"ipc://{tmpdir_short}/drivers"
-    conf = write_config(
-        tmpdir_short,
-        "drivers.conf",
+    process, client = kwapi_drivers(
         f"""
-        [DEFAULT]
-        probes_endpoint = {endpoint}
-        metering_secret = {SECRET}
-
         [Streams]
         driver = Ffprobe
         probes = ['demo-stream']
         parameters = {{'urls': ['udp://127.0.0.1:{port}'], 'interval': 1, 'window': 1}}
-        """,
+        """
     )
-    process = daemon("kwapi-drivers", "--config-file", str(conf))
-    client = bus_client(endpoint)
     deadline = time.monotonic() + 20
     while True:
         measurement = client.receive(max(0.1, deadline - time.monotonic()))

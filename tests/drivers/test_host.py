@@ -11,8 +11,8 @@ import pytest
 from kwapi.config import read_sections
 from kwapi.drivers.config import parse_wattmeters
 from kwapi.drivers.host import HostDriver, parse_proc_stat
-from tests.drivers.running import RunningDriver
-from tests.helpers import SECRET, run_command, wait_for, write_config
+from tests.drivers.running import RunningDriver, expect_config_error
+from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -139,24 +139,15 @@ def test_demo_configuration_has_the_host_probe():
     assert host.probe_ids == ("demo-host",)
 
 
-def test_kwapi_drivers_estimates_this_machine(daemon, bus_client, tmpdir_short):
-    endpoint = f"ipc://{tmpdir_short}/drivers"
-    config = write_config(
-        tmpdir_short,
-        "drivers.conf",
-        f"""
-        [DEFAULT]
-        probes_endpoint = {endpoint}
-        metering_secret = {SECRET}
-
+def test_kwapi_drivers_estimates_this_machine(kwapi_drivers):
+    process, client = kwapi_drivers(
+        """
         [This host]
         driver = Host
         probes = ['this-host']
-        parameters = {{'interval': 0.2}}
-        """,
+        parameters = {'interval': 0.2}
+        """
     )
-    client = bus_client(endpoint)
-    process = daemon("kwapi-drivers", "--config-file", str(config))
     measurement = client.receive(timeout=20)
     stat_lines = Path("/proc/stat").read_text().splitlines()
     cpus = sum(1 for line in stat_lines if line[:3] == "cpu" and line[3].isdigit())
@@ -176,22 +167,4 @@ def test_kwapi_drivers_estimates_this_machine(daemon, bus_client, tmpdir_short):
     ],
 )
 def test_bad_section_stops_kwapi_drivers_at_start(tmp_path, probes, parameters, expected):
-    config = write_config(
-        tmp_path,
-        "drivers.conf",
-        f"""
-        [DEFAULT]
-        probes_endpoint = ipc://{tmp_path}/drivers
-        metering_secret = {SECRET}
-
-        [This host]
-        driver = Host
-        probes = {probes}
-        parameters = {parameters}
-        """,
-    )
-    result = run_command("kwapi-drivers", "--config-file", str(config))
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "[This host]" in lines[0] and expected in lines[0]
+    assert expected in expect_config_error(tmp_path, "This host", "Host", probes, parameters)

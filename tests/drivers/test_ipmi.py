@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import socket
+import signal
 import subprocess
 import sys
 import threading
 
 import pytest
 
-from kwapi.bus.publisher import Publisher
-from kwapi.bus.signing import Signer
 from kwapi.config import ConfigError, Section
 from kwapi.drivers.config import parse_wattmeters
 from kwapi.drivers.ipmi import IpmiDriver, IpmiParameters
-from tests.helpers import SECRET, BusClient, run_command, wait_for, write_config
+from tests.drivers.running import (
+    driver_thread,
+    expect_config_error,
+    free_udp_port,
+    warnings_about,
+)
+from tests.helpers import stop_process, wait_for
 
 pytest.importorskip("pyghmi")
 
 PASSWORD = "s3cret-Passw0rd"
-
-
-def free_udp_port() -> int:
-    """A UDP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class SimulatedBmcProcess:
@@ -65,10 +61,8 @@ class SimulatedBmcProcess:
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
         if self.process is not None:
-            self.process.wait(10)
+            stop_process(self.process, signum=signal.SIGKILL)
             self.process.stdin.close()
             self.process.stdout.close()
 
@@ -88,18 +82,6 @@ def bmc():
         process.stop()
 
 
-@pytest.fixture
-def bus(tmpdir_short):
-    """A real signed publisher on ipc:// and a verifying subscriber."""
-    endpoint = f"ipc://{tmpdir_short}/drivers"
-    publisher = Publisher(endpoint, Signer(SECRET))
-    client = BusClient(endpoint)
-    yield publisher, client
-    client.close()
-    publisher.close()
-
-
-@contextlib.contextmanager
 def running(publisher, port, probes=("node-1",), **parameters):
     parameters = {
         "host": "127.0.0.1",
@@ -111,22 +93,7 @@ def running(publisher, port, probes=("node-1",), **parameters):
         **parameters,
     }
     driver = IpmiDriver("bmc-1", list(probes), IpmiParameters(**parameters), publisher.publish)
-    driver.start()
-    try:
-        yield driver
-    finally:
-        driver.stop()
-        driver.join(40)
-        assert not driver.is_alive(), "driver thread did not stop"
-        assert driver.failure is None
-
-
-def warnings(caplog, text: str) -> list[logging.LogRecord]:
-    return [
-        record
-        for record in caplog.records
-        if record.levelno >= logging.WARNING and text in record.getMessage()
-    ]
+    return driver_thread(driver, timeout=40)
 
 
 def test_dcmi_reading_is_published_as_watts(bmc, bus):
@@ -143,11 +110,11 @@ def test_inactive_measurement_publishes_nothing(bmc, bus, caplog):
     publisher, client = bus
     server = bmc(watts=187, active=False)
     with running(publisher, server.port) as driver:
-        wait_for(lambda: warnings(caplog, "not active"), 15, "inactive measurement logged")
+        wait_for(lambda: warnings_about(caplog, "not active"), 15, "inactive measurement logged")
         with pytest.raises(AssertionError, match="no measurement"):
             client.receive(timeout=1.5)
         assert driver.published == 0
-    assert len(warnings(caplog, "not active")) == 1
+    assert len(warnings_about(caplog, "not active")) == 1
 
 
 def test_falls_back_to_the_sdr_sensor_in_watts(bmc, bus):
@@ -177,8 +144,8 @@ def test_sensor_parameter_picks_one_of_several(bmc, bus, caplog):
         assert client.receive(timeout=15).meters == {"w": 135.0}
     # Without the parameter the driver cannot choose: it says so and publishes nothing.
     with running(publisher, server.port) as driver:
-        wait_for(lambda: warnings(caplog, "several sensors in watts"), 15, "ambiguity logged")
-        assert "PSU1 Power, PSU2 Power" in warnings(caplog, "several")[0].getMessage()
+        wait_for(lambda: warnings_about(caplog, "several sensors in watts"), 15, "ambiguity logged")
+        assert "PSU1 Power, PSU2 Power" in warnings_about(caplog, "several")[0]
         assert driver.published == 0
 
 
@@ -204,9 +171,9 @@ def test_wrong_password_logs_one_line_and_publishes_nothing(bmc, bus, caplog):
 
         wait_for(lambda: len(retries()) >= 3, 20, "three retries")
         assert driver.published == 0
-    lines = warnings(caplog, "Incorrect password")
+    lines = warnings_about(caplog, "Incorrect password")
     assert len(lines) == 1
-    assert "cannot log in to BMC 127.0.0.1" in lines[0].getMessage()
+    assert "cannot log in to BMC 127.0.0.1" in lines[0]
     assert "not-the-password" not in caplog.text
     with pytest.raises(AssertionError, match="no measurement"):
         client.receive(timeout=0.2)
@@ -223,9 +190,9 @@ def test_privilege_above_the_accounts_limit_is_refused(bmc, bus, caplog):
     publisher, client = bus
     server = bmc(watts=140, max_privilege=2)
     with running(publisher, server.port, privilege="administrator") as driver:
-        wait_for(lambda: warnings(caplog, "Invalid role"), 15, "refusal logged")
+        wait_for(lambda: warnings_about(caplog, "Invalid role"), 15, "refusal logged")
         assert driver.published == 0
-    assert len(warnings(caplog, "Invalid role")) == 1
+    assert len(warnings_about(caplog, "Invalid role")) == 1
     with pytest.raises(AssertionError, match="no measurement"):
         client.receive(timeout=0.2)
 
@@ -234,12 +201,12 @@ def test_bmc_absent_at_start_then_read_within_seconds(bmc, bus, caplog):
     publisher, client = bus
     server = bmc(start=False, port=free_udp_port(), watts=230)
     with running(publisher, server.port) as driver:
-        wait_for(lambda: warnings(caplog, "BMC 127.0.0.1"), 20, "failure logged")
+        wait_for(lambda: warnings_about(caplog, "BMC 127.0.0.1"), 20, "failure logged")
         assert driver.published == 0
         server.start()
         assert client.receive(timeout=20).meters == {"w": 230.0}
-        wait_for(lambda: warnings(caplog, "device is back"), 5, "recovery logged")
-    assert len(warnings(caplog, "BMC 127.0.0.1")) == 1
+        wait_for(lambda: warnings_about(caplog, "device is back"), 5, "recovery logged")
+    assert len(warnings_about(caplog, "BMC 127.0.0.1")) == 1
 
 
 def test_bmc_restarting_while_read_is_read_again(bmc, bus):
@@ -306,18 +273,11 @@ def test_password_is_kept_secret_in_parameters():
     assert meter.parameters.password.get_secret_value() == PASSWORD
 
 
-def test_kwapi_drivers_daemon_reads_several_bmcs(bmc, daemon, bus_client, tmpdir_short):
+def test_kwapi_drivers_daemon_reads_several_bmcs(bmc, kwapi_drivers):
     dcmi = bmc(watts=321)
     sdr = bmc(dcmi=False, sensors=[{"name": "Sys Power", "unit": "W", "value": 96}])
-    endpoint = f"ipc://{tmpdir_short}/drivers"
-    config = write_config(
-        tmpdir_short,
-        "drivers.conf",
+    process, client = kwapi_drivers(
         f"""
-        [DEFAULT]
-        probes_endpoint = {endpoint}
-        metering_secret = {SECRET}
-
         [Node 7 BMC]
         driver = Ipmi
         probes = ['node-7']
@@ -329,10 +289,8 @@ def test_kwapi_drivers_daemon_reads_several_bmcs(bmc, daemon, bus_client, tmpdir
         probes = ['node-8']
         parameters = {{'host': '127.0.0.1', 'port': {sdr.port}, 'username': 'admin',
             'password': '{PASSWORD}', 'interval': 0.2}}
-        """,
+        """
     )
-    client = bus_client(endpoint)
-    process = daemon("kwapi-drivers", "--config-file", str(config))
     seen: dict[str, dict] = {}
 
     def both_read():
@@ -349,21 +307,6 @@ def test_kwapi_drivers_daemon_reads_several_bmcs(bmc, daemon, bus_client, tmpdir
 
 
 def test_kwapi_drivers_refuses_a_bad_section(tmpdir_short):
-    config = write_config(
-        tmpdir_short,
-        "drivers.conf",
-        f"""
-        [DEFAULT]
-        probes_endpoint = ipc://{tmpdir_short}/drivers
-        metering_secret = {SECRET}
-
-        [Rack 1 BMC]
-        driver = Ipmi
-        probes = ['node-7']
-        parameters = {{'username': 'admin', 'password': 'x'}}
-        """,
-    )
-    result = run_command("kwapi-drivers", "--config-file", str(config))
-    assert result.returncode == 2
-    assert "Rack 1 BMC" in result.stderr and "host" in result.stderr
-    assert "Traceback" not in result.stderr
+    parameters = "{'username': 'admin', 'password': 'x'}"
+    line = expect_config_error(tmpdir_short, "Rack 1 BMC", "Ipmi", "['node-7']", parameters)
+    assert "host" in line

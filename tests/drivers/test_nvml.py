@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from kwapi.drivers.nvml import INSTALL_HINT, NvmlDriver, NvmlParameters
-from tests.helpers import SECRET, wait_for, write_config
+from tests.drivers.running import expect_config_error
+from tests.helpers import wait_for
 
 SOURCE = Path(__file__).parent / "simulators" / "fake_nvml.c"
 
@@ -55,28 +56,18 @@ def gpus(tmp_path):
 
 
 @pytest.fixture
-def start_drivers(fake_library, gpus, daemon, bus_client, tmpdir_short):
+def start_drivers(fake_library, gpus, kwapi_drivers):
     """Start kwapi-drivers on one Nvml section; return (process, bus client)."""
 
     def start(probes: str, parameters: str = "{'interval': 0.3}"):
-        endpoint = f"ipc://{tmpdir_short}/drivers"
-        config = write_config(
-            tmpdir_short,
-            "drivers.conf",
-            f"""
-            [DEFAULT]
-            probes_endpoint = {endpoint}
-            metering_secret = {SECRET}
-
+        section = f"""
             [GPU server]
             driver = Nvml
             probes = {probes}
             parameters = {parameters}
-            """,
-        )
-        client = bus_client(endpoint)
+            """
         env = {"LD_LIBRARY_PATH": str(fake_library), "FAKE_NVML_STATE": str(gpus.path)}
-        return daemon("kwapi-drivers", "--config-file", str(config), env=env), client
+        return kwapi_drivers(section, env=env)
 
     return start
 
@@ -166,64 +157,18 @@ def test_bad_start_is_one_line_and_exit_2(
 ):
     if state is not None:
         gpus.set(*state)
-    config = write_config(
-        tmp_path,
-        "drivers.conf",
-        f"""
-        [DEFAULT]
-        probes_endpoint = ipc://{tmp_path}/drivers
-        metering_secret = {SECRET}
-
-        [GPU server]
-        driver = Nvml
-        probes = {probes}
-        parameters = {parameters}
-        """,
-    )
     env = {**os.environ, "LD_LIBRARY_PATH": str(fake_library), "FAKE_NVML_STATE": str(gpus.path)}
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "kwapi-drivers"), "--config-file", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-    )
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "[GPU server]" in lines[0] and expected in lines[0]
+    line = expect_config_error(tmp_path, "GPU server", "Nvml", probes, parameters, env=env)
+    assert expected in line
 
 
 def test_without_the_nvidia_library_start_fails_in_one_line(tmp_path):
     """No libnvidia-ml.so.1 at all (the machines these tests run on have none)."""
     if ctypes.util.find_library("nvidia-ml"):
         pytest.skip("this machine has an NVIDIA driver: the library cannot be made absent")
-    config = write_config(
-        tmp_path,
-        "drivers.conf",
-        f"""
-        [DEFAULT]
-        probes_endpoint = ipc://{tmp_path}/drivers
-        metering_secret = {SECRET}
-
-        [GPU server]
-        driver = Nvml
-        probes = ['g']
-        """,
-    )
     env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "kwapi-drivers"), "--config-file", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-    )
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "[GPU server]" in lines[0]
-    assert "libnvidia-ml.so.1 not found: is the NVIDIA driver installed?" in lines[0]
+    line = expect_config_error(tmp_path, "GPU server", "Nvml", "['g']", env=env)
+    assert "libnvidia-ml.so.1 not found: is the NVIDIA driver installed?" in line
 
 
 def test_without_nvidia_ml_py_validation_says_how_to_install(monkeypatch):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import tempfile
@@ -14,17 +13,9 @@ import pytest
 
 from kwapi.drivers.base import DeviceError
 from kwapi.drivers.rapl import RaplDriver, discover_zones, energy_delta
-from tests.drivers.running import RunningDriver
+from tests.drivers.running import RunningDriver, drivers_conf, expect_config_error
 from tests.drivers.simulators.fake_powercap import FakePowercap
-from tests.helpers import (
-    SECRET,
-    VENV_BIN,
-    BusClient,
-    free_tcp_port,
-    run_command,
-    wait_for,
-    write_config,
-)
+from tests.helpers import VENV_BIN, BusClient, free_tcp_port, stop_process, wait_for
 
 
 def two_socket_machine(root) -> FakePowercap:
@@ -187,20 +178,16 @@ def test_permission_denied_explained_in_one_line_and_recovered():
     tree.set_mode("intel-rapl:0", 0o000)
     tree.start()
     port = free_tcp_port()
-    config = write_config(
+    config = drivers_conf(
         base,
-        "drivers.conf",
+        f"tcp://127.0.0.1:{port}",
         f"""
-        [DEFAULT]
-        probes_endpoint = tcp://127.0.0.1:{port}
-        metering_secret = {SECRET}
-        debug = true
-
         [This machine]
         driver = Rapl
         probes = ['node-1']
         parameters = {{'powercap_path': '{tree.root}', 'interval': 0.5, 'max_backoff': 0.5}}
         """,
+        defaults="debug = true",
     )
     log_path = os.path.join(base, "drivers.log")
     client = BusClient(f"tcp://127.0.0.1:{port}")
@@ -228,32 +215,13 @@ def test_permission_denied_explained_in_one_line_and_recovered():
         assert "device is back" in output()
     finally:
         client.close()
-        process.send_signal(signal.SIGTERM)
         try:
-            assert process.wait(10) == 0
+            assert stop_process(process) == 0
         finally:
-            process.kill()
             tree.stop()
             shutil.rmtree(base, ignore_errors=True)
 
 
 def test_unknown_zone_kind_stops_kwapi_drivers_at_start(tmp_path):
-    config = write_config(
-        tmp_path,
-        "drivers.conf",
-        f"""
-        [DEFAULT]
-        probes_endpoint = ipc://{tmp_path}/drivers
-        metering_secret = {SECRET}
-
-        [This machine]
-        driver = Rapl
-        probes = ['node-1']
-        parameters = {{'zones': ['gpu']}}
-        """,
-    )
-    result = run_command("kwapi-drivers", "--config-file", str(config))
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "[This machine]" in lines[0] and "parameters['zones.0']" in lines[0]
+    line = expect_config_error(tmp_path, "This machine", "Rapl", "['node-1']", "{'zones': ['gpu']}")
+    assert "parameters['zones.0']" in line

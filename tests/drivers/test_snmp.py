@@ -8,6 +8,7 @@ import logging
 import os
 import selectors
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -16,25 +17,22 @@ from pathlib import Path
 
 import pytest
 
-from kwapi.bus.publisher import Publisher
-from kwapi.bus.signing import Signer
 from kwapi.config import ConfigError, Section
 from kwapi.drivers.config import parse_wattmeters
 from kwapi.drivers.snmp import SnmpDriver, SnmpParameters
-from tests.helpers import SECRET, VENV_BIN, BusClient, run_command, wait_for, write_config
+from tests.drivers.running import (
+    driver_thread,
+    expect_config_error,
+    free_udp_port,
+    warnings_about,
+)
+from tests.helpers import VENV_BIN, stop_process, wait_for
 
 hlapi = pytest.importorskip("pysnmp.hlapi.v3arch.asyncio")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pysnmp.smi.compiler")
 
 DATA_DIR = Path(__file__).parent / "simulators" / "snmprec"
 V3 = {"user": "kwapi", "auth_key": "kwapi-auth-key", "priv_key": "kwapi-priv-key"}
-
-
-def free_udp_port() -> int:
-    """A UDP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class SnmpSimulator:
@@ -100,10 +98,8 @@ class SnmpSimulator:
         return (Path(self.workdir) / "snmpsim.log").read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
         if self.process is not None:
-            self.process.wait(10)
+            stop_process(self.process, signum=signal.SIGKILL)
 
     def close(self) -> None:
         self.stop()
@@ -164,29 +160,10 @@ def own_agent():
     simulator.close()
 
 
-@pytest.fixture
-def bus(tmpdir_short):
-    """A real signed publisher on ipc:// and a verifying subscriber."""
-    endpoint = f"ipc://{tmpdir_short}/drivers"
-    publisher = Publisher(endpoint, Signer(SECRET))
-    client = BusClient(endpoint)
-    yield publisher, client
-    client.close()
-    publisher.close()
-
-
-@contextlib.contextmanager
 def running(publisher, port, probes, **given):
     parameters = {"host": "127.0.0.1", "port": port, "interval": 0.2, "max_backoff": 1.0, **given}
     driver = SnmpDriver("pdu-1", list(probes), SnmpParameters(**parameters), publisher.publish)
-    driver.start()
-    try:
-        yield driver
-    finally:
-        driver.stop()
-        driver.join(20)
-        assert not driver.is_alive(), "driver thread did not stop"
-        assert driver.failure is None
+    return driver_thread(driver, timeout=20)
 
 
 def one_reading(client, count: int) -> dict[str, float]:
@@ -196,14 +173,6 @@ def one_reading(client, count: int) -> dict[str, float]:
         batch = [first, *client.collect(count - 1, timeout=5)] if count > 1 else [first]
         if len({m.timestamp for m in batch}) == 1:
             return {m.probe_id: m.meters["w"] for m in batch}
-
-
-def warnings(caplog, text: str) -> list[logging.LogRecord]:
-    return [
-        record
-        for record in caplog.records
-        if record.levelno >= logging.WARNING and text in record.getMessage()
-    ]
 
 
 @pytest.mark.parametrize(
@@ -295,8 +264,8 @@ def test_probes_beyond_the_outlets_are_reported(agent, bus, caplog):
         publisher, agent.port, probes, oid="1.3.6.1.4.1.8072.9999.9999.1.1.2", community="custom"
     ):
         assert set(one_reading(client, 3)) == {"c1", "c2", "c3"}
-    [line] = warnings(caplog, "3 outlet(s)")
-    assert "nothing for c4, c5" in line.getMessage()
+    [line] = warnings_about(caplog, "3 outlet(s)")
+    assert "nothing for c4, c5" in line
 
 
 def test_wrong_community_logs_one_timeout_and_publishes_nothing(agent, bus, caplog):
@@ -318,9 +287,9 @@ def test_wrong_community_logs_one_timeout_and_publishes_nothing(agent, bus, capl
 
         wait_for(lambda: len(retries()) >= 2, 20, "two retries")
         assert driver.published == 0
-    [line] = warnings(caplog, "No SNMP response")
-    assert f"PDU 127.0.0.1:{agent.port}" in line.getMessage()
-    assert "wrong" not in line.getMessage()
+    [line] = warnings_about(caplog, "No SNMP response")
+    assert f"PDU 127.0.0.1:{agent.port}" in line
+    assert "wrong" not in line
     with pytest.raises(AssertionError, match="no measurement"):
         client.receive(timeout=0.2)
 
@@ -329,9 +298,9 @@ def test_wrong_v3_key_logs_one_line(agent, bus, caplog):
     publisher, client = bus
     parameters = {**V3, "auth_key": "not-the-key", "protocol": "3", "context": "apc"}
     with running(publisher, agent.port, ["a1"], model="apc", timeout=0.3, **parameters) as driver:
-        wait_for(lambda: warnings(caplog, "PDU 127.0.0.1"), 20, "failure logged")
+        wait_for(lambda: warnings_about(caplog, "PDU 127.0.0.1"), 20, "failure logged")
         assert driver.published == 0
-    assert len(warnings(caplog, "PDU 127.0.0.1")) == 1
+    assert len(warnings_about(caplog, "PDU 127.0.0.1")) == 1
     assert "not-the-key" not in caplog.text
     with pytest.raises(AssertionError, match="no measurement"):
         client.receive(timeout=0.2)
@@ -351,12 +320,12 @@ def test_agent_down_then_back(own_agent, bus, caplog):
     ) as driver:
         assert one_reading(client, 2) == {"a1": 88, "a2": 145}
         own_agent.stop()
-        wait_for(lambda: warnings(caplog, "No SNMP response"), 15, "outage logged")
+        wait_for(lambda: warnings_about(caplog, "No SNMP response"), 15, "outage logged")
         published = driver.published
         own_agent.start()
-        wait_for(lambda: warnings(caplog, "device is back"), 20, "recovery logged")
+        wait_for(lambda: warnings_about(caplog, "device is back"), 20, "recovery logged")
         wait_for(lambda: driver.published > published, 5, "readings again")
-    assert len(warnings(caplog, "No SNMP response")) == 1
+    assert len(warnings_about(caplog, "No SNMP response")) == 1
 
 
 def section(parameters: str, probes: str = "['o1', 'o2']") -> Section:
@@ -408,45 +377,21 @@ def test_protocol_spellings(given, normalised):
     assert SnmpParameters(host="h", model="apc", protocol=given).protocol == normalised
 
 
-def test_kwapi_drivers_daemon_publishes_outlets(agent, daemon, bus_client, tmpdir_short):
-    endpoint = f"ipc://{tmpdir_short}/drivers"
-    config = write_config(
-        tmpdir_short,
-        "drivers.conf",
+def test_kwapi_drivers_daemon_publishes_outlets(agent, kwapi_drivers):
+    process, client = kwapi_drivers(
         f"""
-        [DEFAULT]
-        probes_endpoint = {endpoint}
-        metering_secret = {SECRET}
-
         [Rack 1 PDU]
         driver = Snmp
         probes = ['node-1', None, 'node-3']
         parameters = {{'host': '127.0.0.1', 'port': {agent.port}, 'protocol': 'v2c',
             'community': 'apc', 'model': 'apc', 'interval': 0.2}}
-        """,
+        """
     )
-    client = bus_client(endpoint)
-    process = daemon("kwapi-drivers", "--config-file", str(config))
     assert one_reading(client, 2) == {"node-1": 88, "node-3": 0}
     assert process.stop() == 0
 
 
 def test_kwapi_drivers_refuses_an_unknown_model(tmpdir_short):
-    config = write_config(
-        tmpdir_short,
-        "drivers.conf",
-        f"""
-        [DEFAULT]
-        probes_endpoint = ipc://{tmpdir_short}/drivers
-        metering_secret = {SECRET}
-
-        [Rack 1 PDU]
-        driver = Snmp
-        probes = ['node-1']
-        parameters = {{'host': 'pdu-1', 'model': 'acme'}}
-        """,
-    )
-    result = run_command("kwapi-drivers", "--config-file", str(config))
-    assert result.returncode == 2
-    assert "Rack 1 PDU" in result.stderr and "model" in result.stderr
-    assert "Traceback" not in result.stderr
+    parameters = "{'host': 'pdu-1', 'model': 'acme'}"
+    line = expect_config_error(tmpdir_short, "Rack 1 PDU", "Snmp", "['node-1']", parameters)
+    assert "model" in line

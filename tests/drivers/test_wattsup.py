@@ -7,9 +7,9 @@ import logging
 import pytest
 
 from kwapi.drivers.wattsup import RecordParser, WattsupDriver, parse_record
-from tests.drivers.running import RunningDriver
+from tests.drivers.running import RunningDriver, expect_config_error, warnings_about
 from tests.drivers.simulators.wattsup_meter import WattsupMeter
-from tests.helpers import SECRET, run_command, wait_for, write_config
+from tests.helpers import wait_for
 
 RECORD = b"#d,-,18,1234,1198,1030,0,0,0,0,0,0,0,0,0,0,0,98,0,0,600;"
 
@@ -19,14 +19,6 @@ def meter(tmp_path):
     simulator = WattsupMeter(tmp_path / "ttyWATTSUP", watts=123.4).start()
     yield simulator
     simulator.stop()
-
-
-def warnings_about(caplog, text: str) -> list[str]:
-    return [
-        record.getMessage()
-        for record in caplog.records
-        if record.levelno >= logging.WARNING and text in record.getMessage()
-    ]
 
 
 class TestParser:
@@ -133,24 +125,15 @@ def test_unplugged_meter_is_read_again_when_plugged_back(meter, caplog):
     assert published_while_away >= 1
 
 
-def test_kwapi_drivers_publishes_meter_readings(meter, daemon, bus_client, tmpdir_short):
-    endpoint = f"ipc://{tmpdir_short}/drivers"
-    config = write_config(
-        tmpdir_short,
-        "drivers.conf",
+def test_kwapi_drivers_publishes_meter_readings(meter, kwapi_drivers):
+    process, client = kwapi_drivers(
         f"""
-        [DEFAULT]
-        probes_endpoint = {endpoint}
-        metering_secret = {SECRET}
-
         [Bench outlet]
         driver = Wattsup
         probes = ['bench-1']
         parameters = {{'device': '{meter.link}', 'interval': 1}}
-        """,
+        """
     )
-    client = bus_client(endpoint)
-    process = daemon("kwapi-drivers", "--config-file", str(config))
     measurement = client.receive(timeout=20)
     assert measurement.probe_id == "bench-1"
     assert measurement.meters == {"w": 123.4}
@@ -167,23 +150,5 @@ def test_kwapi_drivers_publishes_meter_readings(meter, daemon, bus_client, tmpdi
     ],
 )
 def test_bad_section_stops_kwapi_drivers_at_start(tmp_path, probes, parameters, expected):
-    config = write_config(
-        tmp_path,
-        "drivers.conf",
-        f"""
-        [DEFAULT]
-        probes_endpoint = ipc://{tmp_path}/drivers
-        metering_secret = {SECRET}
-
-        [Bench outlet]
-        driver = Wattsup
-        probes = {probes}
-        parameters = {parameters}
-        """,
-    )
-    result = run_command("kwapi-drivers", "--config-file", str(config))
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "[Bench outlet]" in lines[0]
-    assert expected in lines[0]
+    line = expect_config_error(tmp_path, "Bench outlet", "Wattsup", probes, parameters)
+    assert expected in line

@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from flask import Flask, Response, jsonify, url_for
+from flask import Flask, Response, jsonify, request, url_for
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.exceptions import BadRequest, HTTPException, NotFound
 
 from kwapi.plugins.api.collector import Collector
+from kwapi.plugins.api.stream_views import DEFAULT_PERIOD, MAX_PERIOD, StreamViews
+from kwapi.plugins.openapi import add_routes as add_openapi_routes
 
 LOG = logging.getLogger(__name__)
 
@@ -30,12 +32,13 @@ def create_app(
     collector: Collector,
     receiver_status: StatusSource,
     registry: CollectorRegistry,
+    streams: StreamViews | None = None,
 ) -> Flask:
     """Build the application serving *collector*.
 
     *receiver_status* returns the receiver's state for /healthz: ``alive``
     (bool) and whatever else is worth showing; *registry* is what /metrics
-    exports.
+    exports; *streams* serves the energy per stream (none configured if None).
     """
     app = Flask("kwapi.api")
     app.json.sort_keys = False
@@ -64,6 +67,8 @@ def create_app(
                 {"rel": "self", "href": url_for("v1", _external=True)},
                 {"rel": "probe-ids", "href": url_for("probe_ids", _external=True)},
                 {"rel": "probes", "href": url_for("probes", _external=True)},
+                {"rel": "streams", "href": url_for("streams_list", _external=True)},
+                {"rel": "stream-hosts", "href": url_for("stream_hosts", _external=True)},
             ],
             "media-types": [{"base": "application/json"}],
         }
@@ -102,6 +107,43 @@ def create_app(
             raise NotFound(f"probe {probe!r} has no meter {meter!r}")
         return jsonify({probe: {meter: values[meter]}})
 
+    def period_argument() -> float:
+        text = request.args.get("period", str(DEFAULT_PERIOD))
+        try:
+            period = float(text)
+        except ValueError:
+            period = float("nan")
+        if not 0 < period <= MAX_PERIOD:
+            raise BadRequest(
+                f"period must be a number of seconds above 0 and at most {MAX_PERIOD}, "
+                f"not {text!r:.40}"
+            )
+        return period
+
+    @app.get("/v1/streams/")
+    def streams_list() -> Response:
+        return jsonify({"streams": streams.streams() if streams else {}})
+
+    @app.get("/v1/streams/<stream>/")
+    def stream(stream: str) -> Response:
+        body = streams.stream(stream) if streams else None
+        if body is None:
+            raise NotFound(f"no stream {stream!r} (not named in stream_power)")
+        return jsonify({stream: body})
+
+    @app.get("/v1/stream-hosts/")
+    def stream_hosts() -> Response:
+        period = period_argument()
+        return jsonify({"hosts": streams.hosts(period) if streams else {}})
+
+    @app.get("/v1/stream-hosts/<host>/")
+    def stream_host(host: str) -> Response:
+        period = period_argument()
+        body = streams.host(host, period) if streams else None
+        if body is None:
+            raise NotFound(f"no power probe {host!r} in stream_power")
+        return jsonify({host: body})
+
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:
         receiver = receiver_status()
@@ -116,5 +158,7 @@ def create_app(
     @app.get("/metrics")
     def metrics() -> Response:
         return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+    add_openapi_routes(app, "kwapi.plugins.api")
 
     return app

@@ -19,6 +19,9 @@ from kwapi.bus.protocol import Measurement
 SECONDS_PER_HOUR = 3600.0
 JOULES_PER_KWH = 3.6e6
 POWER_METER = "w"
+#: A measurement with this meter at 0 (a stream that is down) replaces every
+#: other meter of its probe but ``w``, so no stale bitrate or fps is served.
+UP_METER = "up"
 #: Keys of a probe's API object that are not plain meters.
 COMPUTED_KEYS = frozenset({"timestamp", "kwh"})
 
@@ -30,7 +33,8 @@ class ProbeRecord(NamedTuple):
 
     ``timestamp`` is the driver time of the last accepted measurement,
     ``meters`` the last value of every meter the probe has sent (``w`` is
-    watts), ``kwh`` the energy integrated since the probe was first seen,
+    watts; a measurement with ``up`` = 0 clears all but ``w``), ``kwh``
+    the energy integrated since the probe was first seen,
     ``power_timestamp`` the driver time of the last ``w`` reading and
     ``gaps`` how many intervals were longer than ``max_gap`` and skipped.
     (A named tuple rather than a frozen dataclass: it is built for every
@@ -116,11 +120,16 @@ class Collector:
                 else:
                     kwh += integrate(w_old, w_new, seconds)
             power_timestamp = measurement.timestamp
+        if meters.get(UP_METER) == 0:
+            kept = {POWER_METER: old.meters[POWER_METER]} if POWER_METER in old.meters else {}
+            merged = {**kept, **meters}
+        else:
+            merged = {**old.meters, **meters}
         records[measurement.probe_id] = ProbeRecord(
             measurement.probe_id,
             measurement.timestamp,
             kwh,
-            MappingProxyType({**old.meters, **meters}),
+            MappingProxyType(merged),
             power_timestamp,
             gaps,
         )
@@ -154,6 +163,10 @@ class Collector:
         if record is None or not self.is_visible(record):
             return None
         return record
+
+    def latest(self, probe_id: str) -> ProbeRecord | None:
+        """The record of *probe_id*, served or cleaned (None if never heard of)."""
+        return self._records.get(probe_id)
 
     def __len__(self) -> int:
         return len(self._records)

@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector as PrometheusCollector
 from prometheus_client.utils import floatToGoString
 
 from kwapi.plugins.api.collector import JOULES_PER_KWH, POWER_METER, Collector
+from kwapi.plugins.api.stream_views import StreamViews
 
 PREFIX = "kwapi_"
 #: Metric families kwapi-api defines itself; a meter whose name would clash is not exported.
@@ -27,6 +28,13 @@ RESERVED_FAMILIES = frozenset(
         "kwapi_probes",
         "kwapi_collector_out_of_order",
         "kwapi_receiver_delay_seconds",
+        "kwapi_stream_power_watts",
+        "kwapi_stream_share_ratio",
+        "kwapi_stream_energy_joules",
+        "kwapi_stream_bits_per_joule",
+        "kwapi_stream_pixels_per_joule",
+        "kwapi_stream_host_energy_joules",
+        "kwapi_stream_host_cost",
     }
 )
 #: Meters that are exported under their own family rather than kwapi_<meter>.
@@ -41,7 +49,7 @@ def meter_family(meter: str) -> str | None:
         return None
     name = PREFIX + meter
     base = name.removesuffix("_total").removesuffix("_created")
-    if base in RESERVED_FAMILIES or name.startswith(PREFIX + "receiver_"):
+    if base in RESERVED_FAMILIES or name.startswith((PREFIX + "receiver_", PREFIX + "stream_")):
         return None
     return name
 
@@ -129,6 +137,65 @@ class KwapiMetrics(PrometheusCollector):
             yield _delay_histogram(delay)
 
 
+class StreamMetrics(PrometheusCollector):
+    """Exports the energy per stream (see :mod:`kwapi.plugins.streams`) at each scrape."""
+
+    def __init__(self, views: StreamViews) -> None:
+        self._views = views
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["stream", "host"]
+        power = GaugeMetricFamily(
+            "kwapi_stream_power_watts",
+            "The stream's share of its host's power (also joules per second of video).",
+            labels=labels,
+        )
+        share = GaugeMetricFamily(
+            "kwapi_stream_share_ratio",
+            "The stream's share of its host's power, 0 to 1 (0 while down).",
+            labels=labels,
+        )
+        energy = CounterMetricFamily(
+            "kwapi_stream_energy_joules",
+            "Energy attributed to the stream since it was first seen, in joules.",
+            labels=labels,
+        )
+        bits = GaugeMetricFamily(
+            "kwapi_stream_bits_per_joule",
+            "Bits the stream delivers per joule of its power share.",
+            labels=labels,
+        )
+        pixels = GaugeMetricFamily(
+            "kwapi_stream_pixels_per_joule",
+            "Pixels (width x height x fps) the stream delivers per joule of its power share.",
+            labels=labels,
+        )
+        for stream, body in self._views.streams().items():
+            values = [stream, body["host"]]
+            share.add_metric(values, body["share"])
+            energy.add_metric(values, body["kwh"] * JOULES_PER_KWH)
+            if body["w"] is not None:
+                power.add_metric(values, body["w"])
+            if body["bits_per_joule"] is not None:
+                bits.add_metric(values, body["bits_per_joule"])
+            if body["pixels_per_joule"] is not None:
+                pixels.add_metric(values, body["pixels_per_joule"])
+        host_energy = CounterMetricFamily(
+            "kwapi_stream_host_energy_joules",
+            "Energy the host used while at least one of its streams was up, in joules.",
+            labels=["host"],
+        )
+        host_cost = CounterMetricFamily(
+            "kwapi_stream_host_cost",
+            "Cost of that energy at kwh_price, in currency.",
+            labels=["host", "currency"],
+        )
+        for host, body in self._views.hosts(1.0).items():
+            host_energy.add_metric([host], body["kwh"] * JOULES_PER_KWH)
+            host_cost.add_metric([host, body["currency"]], body["cost"])
+        yield from (power, share, energy, bits, pixels, host_energy, host_cost)
+
+
 def _delay_histogram(delay: dict) -> HistogramMetricFamily:
     """The receiver's delay histogram (per-bucket counts) as cumulative buckets."""
     buckets, running = [], 0
@@ -144,10 +211,14 @@ def _delay_histogram(delay: dict) -> HistogramMetricFamily:
     )
 
 
-def make_registry(collector: Collector, receiver_stats: StatsSource) -> CollectorRegistry:
+def make_registry(
+    collector: Collector, receiver_stats: StatsSource, streams: StreamViews | None = None
+) -> CollectorRegistry:
     """A registry with kwapi's metrics and the process' own (memory, CPU, files)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(KwapiMetrics(collector, receiver_stats))
+    if streams is not None:
+        registry.register(StreamMetrics(streams))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry

@@ -47,12 +47,42 @@ class _ProbeState(BaseModel):
         return meters
 
 
+class _HostStreamsState(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    power_timestamp: FiniteFloat | None = None
+    w: FiniteFloat | None = None
+    streaming_w: FiniteFloat = 0.0
+    kwh: FiniteFloat = 0.0
+    gaps: int = Field(default=0, ge=0)
+    stream_w: dict[str, FiniteFloat] = Field(default_factory=dict)
+    history: list[tuple[FiniteFloat, FiniteFloat]] = Field(default_factory=list)
+
+
+class _StreamsState(BaseModel):
+    """Energy per stream (see :class:`kwapi.plugins.streams.StreamEnergy`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hosts: dict[str, _HostStreamsState] = Field(default_factory=dict)
+    streams: dict[str, FiniteFloat] = Field(default_factory=dict)
+
+    @field_validator("hosts", "streams")
+    @classmethod
+    def _probe_ids(cls, probes: dict) -> dict:
+        for probe_id in probes:
+            if not is_valid_probe_id(probe_id):
+                raise ValueError(f"invalid probe id {probe_id!r:.80}")
+        return probes
+
+
 class _StateFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: Literal[1]
     saved_at: FiniteFloat
     probes: dict[str, _ProbeState]
+    streams: _StreamsState | None = None
 
     @field_validator("probes")
     @classmethod
@@ -68,9 +98,15 @@ class StateStore:
 
     def __init__(self, path: str) -> None:
         self.path = os.path.abspath(path)
+        #: The energy per stream found by the last :meth:`load` (None if none).
+        self.streams: dict | None = None
 
     def load(self) -> list[ProbeRecord]:
-        """Return the saved records; [] when there is no usable state file."""
+        """Return the saved records; [] when there is no usable state file.
+
+        The saved energy per stream, if any, is left in :attr:`streams`.
+        """
+        self.streams = None
         try:
             with open(self.path, "rb") as handle:
                 data = handle.read()
@@ -98,6 +134,8 @@ class StateStore:
             )
             for probe_id, probe in state.probes.items()
         ]
+        if state.streams is not None:
+            self.streams = state.streams.model_dump()
         LOG.info("loaded the state of %d probe(s) from %s", len(records), self.path)
         return records
 
@@ -120,8 +158,11 @@ class StateStore:
             aside,
         )
 
-    def save(self, records: Iterable[ProbeRecord]) -> int:
-        """Write *records* atomically; return how many. Raises OSError on failure."""
+    def save(self, records: Iterable[ProbeRecord], streams: dict | None = None) -> int:
+        """Write *records* (and *streams*, the energy per stream) atomically.
+
+        Return how many records; raise OSError on failure.
+        """
         probes = {
             r.probe_id: {
                 "timestamp": r.timestamp,
@@ -133,6 +174,8 @@ class StateStore:
             for r in records
         }
         body = {"version": STATE_VERSION, "saved_at": time.time(), "probes": probes}
+        if streams is not None:
+            body["streams"] = streams
         directory = os.path.dirname(self.path)
         os.makedirs(directory, exist_ok=True)
         fd, temporary = tempfile.mkstemp(prefix=".kwapi-state-", dir=directory)
@@ -166,10 +209,12 @@ class PeriodicSaver(threading.Thread):
         store: StateStore,
         source: Callable[[], Iterable[ProbeRecord]],
         interval: float,
+        streams_source: Callable[[], dict] | None = None,
     ) -> None:
         super().__init__(name="state-saver", daemon=True)
         self._store = store
         self._source = source
+        self._streams_source = streams_source
         self._interval = interval
         self._stop_event = threading.Event()
         self._failing = False
@@ -182,10 +227,18 @@ class PeriodicSaver(threading.Thread):
     def save_now(self) -> bool:
         """Save once; return whether it worked."""
         try:
-            self._store.save(self._source())
+            streams = self._streams_source() if self._streams_source else None
+            self._store.save(self._source(), streams)
         except (OSError, ValueError) as exc:
             if not self._failing:
-                LOG.error("cannot save state to %s: %s", self._store.path, exc)
+                LOG.error(
+                    "cannot save state to %s: %s; still serving, retrying every %g s "
+                    "(the file keeps the last state saved; until a save works, a crash "
+                    "loses the energy counted since then)",
+                    self._store.path,
+                    exc,
+                    self._interval,
+                )
             self._failing = True
             return False
         if self._failing:

@@ -8,6 +8,7 @@ only through HTML data attributes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from http import HTTPStatus
 
 import rrdtool
@@ -16,11 +17,21 @@ from jinja2.utils import htmlsafe_json_dumps
 from werkzeug.exceptions import HTTPException, NotFound
 
 from kwapi.bus.protocol import is_valid_probe_id
+from kwapi.plugins.openapi import add_routes as add_openapi_routes
 from kwapi.plugins.rrd.graphs import Graph, Grapher, probe_colour
 from kwapi.plugins.rrd.periods import PERIODS, POWER, Period, meter_info, sort_meters
 from kwapi.plugins.rrd.storage import RrdStorage
+from kwapi.plugins.rrd.stream_graphs import KINDS, StreamGrapher
+from kwapi.plugins.streams import StreamMap
 
 LOG = logging.getLogger(__name__)
+
+#: Bounds of the ``end`` of a JSON series.  rrdtool fetches nothing before
+#: 1980 (and reads a smaller number as a date, not as seconds since 1970), so
+#: the longest period must fit after 1980; the upper bound is year 2100.
+RRDTOOL_EPOCH = 315_446_400
+END_MIN = RRDTOOL_EPOCH + max(period.seconds for period in PERIODS.values())
+END_MAX = 4_102_444_800
 
 
 def json_response(body: object, status: int = 200) -> Response:
@@ -30,8 +41,21 @@ def json_response(body: object, status: int = 200) -> Response:
     return response
 
 
-def create_app(storage: RrdStorage, grapher: Grapher, *, refresh_interval: int = 5) -> Flask:
-    """Build the Flask application serving *storage*'s probes and *grapher*'s graphs."""
+def create_app(
+    storage: RrdStorage,
+    grapher: Grapher,
+    *,
+    refresh_interval: int = 5,
+    receiver_stats: Callable[[], dict] | None = None,
+    streams: StreamMap | None = None,
+) -> Flask:
+    """Build the Flask application serving *storage*'s probes and *grapher*'s graphs.
+
+    *receiver_stats* returns the bus receiver's counters for ``/stats/``;
+    *streams* (``stream_power``) adds a page per stream with its energy graphs.
+    """
+    streams = streams or StreamMap()
+    stream_grapher = StreamGrapher(grapher, streams)
     app = Flask(__name__)
     app.jinja_env.autoescape = True
 
@@ -63,6 +87,19 @@ def create_app(storage: RrdStorage, grapher: Grapher, *, refresh_interval: int =
             )
         return meter
 
+    def end_argument() -> int | None:
+        text = request.args.get("end")
+        if text is None:
+            return None
+        valid = text.isascii() and text.isdigit() and len(text) <= len(str(END_MAX))
+        if not (valid and END_MIN <= int(text) <= END_MAX):
+            abort(
+                HTTPStatus.BAD_REQUEST,
+                f"end must be a whole number of seconds since 1970, from {END_MIN} "
+                f"to {END_MAX}, not {text!r:.40}",
+            )
+        return int(text)
+
     def png(graph: Graph, period: Period) -> Response:
         response = Response(graph.png, mimetype="image/png")
         response.headers["Cache-Control"] = f"max-age={period.resolution}"
@@ -74,30 +111,51 @@ def create_app(storage: RrdStorage, grapher: Grapher, *, refresh_interval: int =
             "periods": PERIODS,
             "refresh_interval": refresh_interval,
             "meter_info": meter_info,
+            "stream_map": streams,
         }
 
     @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException):
+    def http_error(error: HTTPException) -> Response:
         if request.path.startswith("/data/"):
-            return json_response({"error": error.description, "status": error.code}, error.code)
-        message = error.description
-        if message == NotFound.description:
-            message = "There is no page at this address."
-        page = render_template(
-            "error.html", code=error.code, title=error.name, message=message, path=request.path
-        )
-        return page, error.code
+            response = json_response({"error": error.description, "status": error.code}, error.code)
+        else:
+            message = error.description
+            if message == NotFound.description:
+                message = "There is no page at this address."
+            page = render_template(
+                "error.html", code=error.code, title=error.name, message=message, path=request.path
+            )
+            response = Response(page, status=error.code, mimetype="text/html")
+        # Keep what the error says beside its page: Allow on a 405, Location...
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(rrdtool.OperationalError)
-    def rrd_error(error: rrdtool.OperationalError):
+    def rrd_error(error: rrdtool.OperationalError) -> Response:
         LOG.error("rrdtool failed on %s: %s", request.path, error)
-        message = f"The RRD files could not be read: {error}"
+        # librrd's words when rrdcached is down or restarting: a passing outage, not a bug.
+        unreachable = storage.daemon is not None and "rrdcached" in str(error)
+        if unreachable:
+            code, title = HTTPStatus.SERVICE_UNAVAILABLE, "rrdcached unavailable"
+            message = (
+                f"rrdcached at {storage.daemon} does not answer ({error}); "
+                "graphs and data come back when it does."
+            )
+        else:
+            code, title = HTTPStatus.INTERNAL_SERVER_ERROR, "Graph unavailable"
+            message = f"The RRD files could not be read: {error}"
         if request.path.startswith("/data/"):
-            return json_response({"error": message, "status": 500}, 500)
-        page = render_template(
-            "error.html", code=500, title="Graph unavailable", message=message, path=request.path
-        )
-        return page, 500
+            response = json_response({"error": message, "status": code}, code)
+        else:
+            page = render_template(
+                "error.html", code=code, title=title, message=message, path=request.path
+            )
+            response = Response(page, status=code, mimetype="text/html")
+        if unreachable:
+            response.headers["Retry-After"] = "10"
+        return response
 
     @app.get("/")
     def index():
@@ -117,6 +175,51 @@ def create_app(storage: RrdStorage, grapher: Grapher, *, refresh_interval: int =
         get_probe(probe)
         meters = sort_meters(storage.meters(probe))
         return render_template("probe.html", probe=probe, meters=meters)
+
+    def get_stream(stream: str) -> str:
+        if stream not in streams.streams:
+            abort(
+                HTTPStatus.NOT_FOUND,
+                f"There is no stream called “{stream}” in this server's stream_power option.",
+            )
+        return stream
+
+    @app.get("/stream/<stream>/")
+    def stream_index(stream: str):
+        return redirect(url_for("stream_page", stream=get_stream(stream), period="minute"))
+
+    @app.get("/stream/<stream>/<period>/")
+    def stream_page(stream: str, period: str):
+        get_stream(stream)
+        chosen = get_period(period)
+        meters = [m for m in ("bitrate", "fps") if storage.has(stream, m)]
+        return render_template(
+            "stream.html",
+            stream=stream,
+            host=streams.streams[stream],
+            period=chosen,
+            meters=meters,
+            energy=stream_grapher.can_draw(stream),
+            kinds=KINDS,
+            share=streams.share,
+        )
+
+    @app.get("/stream-graph/<period>/<stream>/<kind>/")
+    def stream_graph(period: str, stream: str, kind: str):
+        chosen = get_period(period)
+        get_stream(stream)
+        if kind not in KINDS:
+            abort(
+                HTTPStatus.NOT_FOUND,
+                f"There is no stream graph called “{kind}”. Choose one of: {', '.join(KINDS)}.",
+            )
+        if not stream_grapher.can_draw(stream):
+            abort(
+                HTTPStatus.NOT_FOUND,
+                f"Stream “{stream}” or its host “{streams.streams[stream]}” "
+                "has not sent a measurement yet.",
+            )
+        return png(stream_grapher.graph(chosen, stream, kind), chosen)
 
     @app.get("/graph/<period>/")
     def summary_graph(period: str):
@@ -149,7 +252,7 @@ def create_app(storage: RrdStorage, grapher: Grapher, *, refresh_interval: int =
     def data(period: str, probe: str):
         chosen = get_period(period)
         get_probe(probe)
-        end = request.args.get("end", type=int)
+        end = end_argument()
         meters = {}
         timestamps: list[int] = []
         step = chosen.resolution
@@ -171,5 +274,17 @@ def create_app(storage: RrdStorage, grapher: Grapher, *, refresh_interval: int =
                 "meters": meters,
             }
         )
+
+    @app.get("/stats/")
+    def stats():
+        """Counters of the receiver (with its delay histogram) and of the storage."""
+        return json_response(
+            {
+                "receiver": receiver_stats() if receiver_stats is not None else None,
+                "storage": {"probes": storage.probe_count(), **storage.stats},
+            }
+        )
+
+    add_openapi_routes(app, "kwapi.plugins.rrd")
 
     return app

@@ -16,6 +16,21 @@ storage_opts = [
         "or 127.0.0.1:42217); when set, every update, fetch and graph goes through it.",
     ),
     cfg.IntOpt(
+        "rrd_batch_size",
+        default=1000,
+        min=1,
+        help="Measurements written together: through rrdcached, one BATCH command "
+        "(one round trip) carries them all.",
+    ),
+    cfg.FloatOpt(
+        "rrd_batch_interval",
+        default=0.2,
+        min=0.01,
+        max=10.0,
+        help="Longest time, in seconds, a received measurement waits before it is "
+        "written (sooner when rrd_batch_size of them wait).",
+    ),
+    cfg.IntOpt(
         "rrd_heartbeat",
         default=10,
         min=2,

@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,11 +68,81 @@ def parse_daemon_address(address: str) -> tuple[int, str | tuple[str, int]]:
 
 
 class RrdcachedClient:
-    """A minimal client of rrdcached's text protocol (for STATS and FLUSHALL)."""
+    """A minimal client of rrdcached's text protocol: STATS, FLUSHALL and BATCH.
+
+    :meth:`command` opens a connection per call; :meth:`batch` keeps one
+    open (guarded by a lock) and reconnects when it breaks.
+    """
 
     def __init__(self, address: str, timeout: float = 10.0) -> None:
         self.address = address
         self.timeout = timeout
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self._reader = None
+
+    def _connect(self) -> None:
+        family, target = parse_daemon_address(self.address)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(target)
+        except OSError:
+            sock.close()
+            raise
+        self._socket, self._reader = sock, sock.makefile("rb")
+
+    def close(self) -> None:
+        """Close the connection :meth:`batch` keeps open."""
+        with self._lock:
+            self._disconnect()
+
+    def _disconnect(self) -> None:
+        if self._socket is not None:
+            self._reader.close()
+            self._socket.close()
+            self._socket = self._reader = None
+
+    def _status(self) -> tuple[int, str]:
+        line = self._reader.readline()
+        if not line.endswith(b"\n"):
+            raise ConnectionError(f"rrdcached at {self.address} closed the connection")
+        count_text, _, message = line.decode("utf-8", "replace").rstrip("\n").partition(" ")
+        return int(count_text), message
+
+    def batch(self, commands: list[str]) -> list[tuple[int, str]]:
+        """Send *commands* (e.g. ``UPDATE file time:value``) in one BATCH.
+
+        Return the errors rrdcached reported: (index in *commands*, message).
+        A broken connection is reopened and the batch sent again once;
+        OSError if that fails too.
+        """
+        if not commands:
+            return []
+        payload = ("BATCH\n" + "\n".join(commands) + "\n.\n").encode("utf-8")
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    if self._socket is None:
+                        self._connect()
+                    self._socket.sendall(payload)
+                    go_ahead, message = self._status()
+                    if go_ahead < 0:
+                        raise StorageError(f"rrdcached at {self.address}: {message}")
+                    count, _ = self._status()
+                    errors = []
+                    for _ in range(count):
+                        number, message = self._status()
+                        errors.append((number - 1, message))
+                    return errors
+                except (OSError, ValueError):
+                    self._disconnect()
+                    if attempt == 2:
+                        raise
+                except StorageError:
+                    self._disconnect()
+                    raise
+        return []  # not reached
 
     def command(self, line: str) -> list[str]:
         """Send one command; return the status line followed by any extra lines."""
@@ -149,6 +220,8 @@ class RrdStorage:
         if not os.access(self.directory, os.W_OK | os.X_OK):
             raise StorageError(f"{self.directory} is not writable")
         self.client = RrdcachedClient(self.daemon) if self.daemon else None
+        self._next_error_log = 0.0
+        self._errors_unlogged = 0
         self._load()
 
     # -- naming -----------------------------------------------------------
@@ -190,6 +263,10 @@ class RrdStorage:
         """Every probe with at least one RRD file, sorted."""
         with self._lock:
             return sorted(probe for probe, meters in self._probes.items() if meters)
+
+    def probe_count(self) -> int:
+        """How many probes have at least one RRD file."""
+        return sum(1 for meters in list(self._probes.values()) if meters)
 
     def meters(self, probe_id: str) -> list[str]:
         """Meters recorded for *probe_id* (empty if the probe is unknown)."""
@@ -236,6 +313,70 @@ class RrdStorage:
             written += 1
         self.stats["updated"] += written
         return written
+
+    def update_many(self, measurements: Iterable[Measurement]) -> int:
+        """Write every meter of every measurement; return values written.
+
+        Through rrdcached, all the values go in one BATCH (one round trip
+        instead of one per value); without it, each is written as by
+        :meth:`update`.  Nothing raises: a value that cannot be written is
+        counted in ``stats['errors']`` and logged.
+        """
+        if self.client is None:
+            written = 0
+            for measurement in measurements:
+                try:
+                    written += self.update(measurement)
+                except (OSError, ValueError, rrdtool.OperationalError) as exc:
+                    self._log_error("cannot write %s: %s", measurement.probe_id, exc)
+            return written
+        stats = self.stats
+        commands: list[str] = []
+        for measurement in measurements:
+            timestamp = measurement.timestamp
+            known = self._probes.get(measurement.probe_id)
+            for meter, value in measurement.meters.items():
+                file = known.get(meter) if known is not None else None
+                if file is None:
+                    try:
+                        file = self._create(measurement.probe_id, meter, timestamp)
+                    except (OSError, ValueError, rrdtool.OperationalError) as exc:
+                        stats["errors"] += 1
+                        self._log_error("cannot create %s: %s", measurement.probe_id, exc)
+                        continue
+                elif timestamp <= file.last:
+                    stats["dropped_old"] += 1
+                    continue
+                commands.append(f"UPDATE {file.path} {timestamp:.6f}:{value!r}")
+                file.last = timestamp
+        try:
+            errors = self.client.batch(commands)
+        except (OSError, StorageError) as exc:
+            stats["errors"] += len(commands)
+            self._log_error("cannot send %d updates to rrdcached: %s", len(commands), exc)
+            return 0
+        for index, message in errors:
+            if _OLD_UPDATE in message:
+                stats["dropped_old"] += 1
+            else:
+                stats["errors"] += 1
+                self._log_error("rrdcached refused %r: %s", commands[index][:200], message)
+        written = len(commands) - len(errors)
+        stats["updated"] += written
+        return written
+
+    def _log_error(self, message: str, *args: object) -> None:
+        """Log a write error, at most once every 10 s (with a count of the others)."""
+        now = time.monotonic()
+        if now < self._next_error_log:
+            self._errors_unlogged += 1
+            return
+        self._next_error_log = now + 10.0
+        if self._errors_unlogged:
+            message += " (and %d more errors since the last report)"
+            args = (*args, self._errors_unlogged)
+            self._errors_unlogged = 0
+        LOG.error(message, *args)
 
     def _create(self, probe_id: str, meter: str, timestamp: float) -> _File:
         """Create the probe directory and id file, then the meter's file if missing."""

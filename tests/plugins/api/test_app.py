@@ -61,6 +61,8 @@ def test_version_document(setup):
         "self": "http://localhost/v1/",
         "probe-ids": "http://localhost/v1/probe-ids/",
         "probes": "http://localhost/v1/probes/",
+        "streams": "http://localhost/v1/streams/",
+        "stream-hosts": "http://localhost/v1/stream-hosts/",
     }
     assert client.get("/").get_json()["versions"][0]["id"] == "v1"
 

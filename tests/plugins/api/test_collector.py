@@ -223,3 +223,18 @@ def test_readers_see_consistent_records_while_the_writer_runs():
             thread.join(10)
     assert not errors, errors[0]
     assert len(c) == 249
+
+
+def test_a_stream_that_goes_down_keeps_no_stale_meters():
+    c = Collector(clock=lambda: T0 + 100)
+    c.add(Measurement("live", T0, {"up": 1, "bitrate": 2e6, "fps": 25.0, "width": 1280.0}))
+    c.add(Measurement("live", T0 + 10, {"up": 0}))
+    assert dict(c.get("live").meters) == {"up": 0}
+    c.add(Measurement("live", T0 + 20, {"up": 1, "bitrate": 1e6}))
+    assert dict(c.get("live").meters) == {"up": 1, "bitrate": 1e6}
+    # A probe with power and up keeps its power (and its energy) across up = 0.
+    c.add(Measurement("box", T0, {"w": 100.0, "up": 1, "temperature_c": 40.0}))
+    c.add(Measurement("box", T0 + 10, {"up": 0}))
+    assert dict(c.get("box").meters) == {"w": 100.0, "up": 0}
+    c.add(Measurement("box", T0 + 20, {"w": 100.0}))
+    assert c.get("box").kwh == pytest.approx(integrate(100.0, 100.0, 20))

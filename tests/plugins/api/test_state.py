@@ -120,3 +120,37 @@ def test_periodic_saver_saves_and_survives_failures(tmp_path, caplog):
         saver.stop()
     assert not saver.is_alive()
     assert {r.probe_id for r in good.load()} == {"node-1", "gpu:0@host"}
+
+
+def test_energy_per_stream_is_saved_beside_the_records(tmp_path):
+    streams = {
+        "hosts": {
+            "enc": {
+                "power_timestamp": T0 + 10,
+                "w": 120.0,
+                "streaming_w": 120.0,
+                "kwh": 0.002,
+                "gaps": 1,
+                "stream_w": {"hd": 96.0, "sd": 24.0},
+                "history": [[T0, 0.0], [T0 + 10, 0.002]],
+            }
+        },
+        "streams": {"hd": 0.0016, "sd": 0.0004},
+    }
+    store = StateStore(str(tmp_path / "state.json"))
+    store.save(filled_collector().records(), streams)
+    again = StateStore(str(tmp_path / "state.json"))
+    assert len(again.load()) == 2
+    loaded = json.loads(json.dumps(again.streams))
+    assert loaded == streams
+    # A state file of before (no "streams") still loads, with no energy per stream.
+    store.save(filled_collector().records())
+    assert len(again.load()) == 2 and again.streams is None
+
+
+def test_corrupt_energy_per_stream_sets_the_file_aside(tmp_path, caplog):
+    path = tmp_path / "state.json"
+    StateStore(str(path)).save(filled_collector().records(), {"streams": {"bad id": 1.0}})
+    with caplog.at_level(logging.ERROR):
+        assert StateStore(str(path)).load() == []
+    assert "is corrupt" in caplog.text

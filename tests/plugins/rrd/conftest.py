@@ -20,12 +20,13 @@ RRDCACHED = shutil.which("rrdcached") or "/usr/bin/rrdcached"
 class Rrdcached:
     """A real rrdcached on a unix socket that keeps updates in memory until flushed."""
 
-    def __init__(self, base: Path) -> None:
-        self.directory = Path(short_tmpdir())
+    def __init__(self, base: Path, directory: Path | None = None) -> None:
+        # A restart passes the directory of the previous one: same socket, same journal.
+        self.directory = Path(directory or short_tmpdir())
         self.socket = self.directory / "s"
         self.address = f"unix:{self.socket}"
         journal = self.directory / "journal"
-        journal.mkdir()
+        journal.mkdir(exist_ok=True)
         self.process = subprocess.Popen(
             [
                 RRDCACHED,
