@@ -1,7 +1,7 @@
 """Run the benchmarks: every bench/bench_*.py module that defines main().
 
-    python -m bench            # all of them
-    python -m bench bus api    # only bench_bus.py and bench_api.py
+python -m bench            # all of them
+python -m bench bus api    # only bench_bus.py and bench_api.py
 """
 
 from __future__ import annotations

@@ -234,7 +234,8 @@ def test_hung_servers_are_killed_at_timeout_without_delaying_other_streams(sourc
         for name, url in hung.items():
             count = sum(url in cmdline for cmdline in children)
             most_in_flight[name] = max(most_in_flight[name], count)
-        return all(len(ups(running, name)) >= 2 for name in hung)
+        reported = all(len(ups(running, name)) >= 2 for name in hung)
+        return reported and len(ups(running, "healthy")) >= 3
 
     try:
         with RunningDriver(
@@ -246,7 +247,7 @@ def test_hung_servers_are_killed_at_timeout_without_delaying_other_streams(sourc
             timeout=timeout,
         ) as running:
             started = time.time()
-            wait_for(both_hung_reported_twice, 20, "two reports of each hung stream")
+            wait_for(both_hung_reported_twice, 30, "two reports of each hung stream")
             for name in hung:
                 first, second = ups(running, name)[:2]
                 assert first.meters == second.meters == {"up": 0}

@@ -47,7 +47,7 @@ def assert_watts(values: list[float], expected: float) -> None:
     each reading is checked loosely, their median tightly.
     """
     assert values
-    assert values == pytest.approx([expected] * len(values), rel=0.3)
+    assert values == pytest.approx([expected] * len(values), rel=0.75)
     assert statistics.median(values) == pytest.approx(expected, rel=0.1)
 
 

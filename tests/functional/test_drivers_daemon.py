@@ -102,7 +102,9 @@ def test_driver_from_another_package_is_restarted_after_a_crash(tmpdir_short, da
             generations.add(measurement.meters["generation"])
         elif len(generations) >= 1 and "died" in process.output():
             dummy_seen_after_crash += 1
-    assert generations >= {1.0, 2.0}
+    # Two lives of the driver were heard from (the first may have died before
+    # the subscription reached the publisher).
+    assert len(generations) >= 2
     assert dummy_seen_after_crash >= 3  # the crash did not take the other wattmeter down
     output = process.output()
     assert "wattmeter Fragile: driver Crashing died (ZeroDivisionError('bug in driver'))" in output
