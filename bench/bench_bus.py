@@ -51,6 +51,7 @@ def _publish(endpoint: str, kwapi: bool, count: int, ready, done) -> None:
         warm = lambda n: publisher.publish(Measurement(WARMUP_PROBE, base + n * 1e-6, {"w": 0.0}))  # noqa: E731
     else:
         socket = zmq.Context.instance().socket(zmq.PUB)
+        socket.setsockopt(zmq.LINGER, 0)  # never block the exit on unsent messages
         socket.setsockopt(zmq.SNDHWM, 10 * count)
         socket.bind(endpoint)
         send = socket.send_multipart
@@ -149,12 +150,16 @@ def run_path(kwapi: bool, through_forwarder: bool, count: int = MESSAGES) -> tup
         if through_forwarder:
             receive_at = f"ipc://{directory}/fwd"
             forwarder = _forwarder(directory, publish_at, receive_at)
-        publisher = context.Process(target=_publish, args=(publish_at, kwapi, count, ready, done))
+        publisher = context.Process(
+            target=_publish, args=(publish_at, kwapi, count, ready, done), daemon=True
+        )
         publisher.start()
         receive = _receive_kwapi if kwapi else _receive_raw
         result = receive(receive_at, count, ready)
         done.set()
         publisher.join(30)
+        if publisher.is_alive():
+            publisher.kill()
         return result
     finally:
         if forwarder is not None:
