@@ -325,9 +325,12 @@ class RrdStorage:
         if self.client is None:
             written = 0
             for measurement in measurements:
+                errors = self.stats["errors"]
                 try:
                     written += self.update(measurement)
                 except (OSError, ValueError, rrdtool.OperationalError) as exc:
+                    if self.stats["errors"] == errors:  # not counted by update()
+                        self.stats["errors"] += 1
                     self._log_error("cannot write %s: %s", measurement.probe_id, exc)
             return written
         stats = self.stats
