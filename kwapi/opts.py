@@ -23,11 +23,6 @@ def list_forwarder_opts():
     return [("DEFAULT", service.common_opts + forwarder.forwarder_opts)]
 
 
-def list_receiver_opts():
-    """Options every plugin shares: where and how to receive measurements."""
-    return [("DEFAULT", service.common_opts + bus_options.receiver_opts)]
-
-
 def list_api_opts():
     """Options of kwapi-api: receiver, collector, REST API and authentication."""
     from kwapi.plugins import streams

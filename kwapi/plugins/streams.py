@@ -35,9 +35,8 @@ from oslo_config import cfg
 
 from kwapi.bus.protocol import Measurement, is_valid_probe_id
 from kwapi.config import ConfigError
+from kwapi.plugins.energy import POWER_METER, integrate
 
-JOULES_PER_KWH = 3.6e6
-POWER_METER = "w"
 SHARE_MODES = ("pixels", "bitrate", "equal")
 #: Stream meters published by the Ffprobe driver.
 STREAM_METERS = ("up", "bitrate", "fps", "width", "height")
@@ -236,11 +235,6 @@ def figures(stream: StreamSample, share: float, host_w: float | None) -> StreamF
     bits = stream.bitrate / w if stream.bitrate is not None else None
     pixel_rate = stream.pixel_rate
     return StreamFigures(share, w, bits, pixel_rate / w if pixel_rate is not None else None)
-
-
-def integrate(w_prev: float, w_new: float, seconds: float) -> float:
-    """Energy in kWh of a linear power ramp from *w_prev* to *w_new* watts."""
-    return (w_prev + w_new) / 2.0 * seconds / JOULES_PER_KWH
 
 
 # -- energy over time ---------------------------------------------------------

@@ -15,10 +15,9 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from kwapi.bus.protocol import Measurement
+from kwapi.plugins.energy import POWER_METER, integrate
 
 SECONDS_PER_HOUR = 3600.0
-JOULES_PER_KWH = 3.6e6
-POWER_METER = "w"
 #: A measurement with this meter at 0 (a stream that is down) replaces every
 #: other meter of its probe but ``w``, so no stale bitrate or fps is served.
 UP_METER = "up"
@@ -60,11 +59,6 @@ class ProbeRecord(NamedTuple):
             if name not in COMPUTED_KEYS:
                 body[name] = value
         return body
-
-
-def integrate(w_prev: float, w_new: float, seconds: float) -> float:
-    """Energy in kWh of a linear power ramp from *w_prev* to *w_new* watts."""
-    return (w_prev + w_new) / 2.0 * seconds / JOULES_PER_KWH
 
 
 class Collector:

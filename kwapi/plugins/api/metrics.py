@@ -14,8 +14,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector as PrometheusCollector
 from prometheus_client.utils import floatToGoString
 
-from kwapi.plugins.api.collector import JOULES_PER_KWH, POWER_METER, Collector
+from kwapi.plugins.api.collector import Collector
 from kwapi.plugins.api.stream_views import StreamViews
+from kwapi.plugins.energy import JOULES_PER_KWH, POWER_METER
 
 PREFIX = "kwapi_"
 #: Metric families kwapi-api defines itself; a meter whose name would clash is not exported.

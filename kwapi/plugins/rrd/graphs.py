@@ -20,12 +20,12 @@ from dataclasses import dataclass
 
 import rrdtool
 
+from kwapi.plugins.energy import JOULES_PER_KWH
 from kwapi.plugins.rrd.periods import POWER, Period, meter_info
 from kwapi.plugins.rrd.storage import DS_NAME, RrdStorage
 
 WIDTH = 640
 HEIGHT = 200
-JOULES_PER_KWH = 3_600_000.0
 
 # librrd's graph code shares font and layout state; one drawing at a time.
 _DRAW_LOCK = threading.Lock()

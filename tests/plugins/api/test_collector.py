@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kwapi.bus.protocol import Measurement
-from kwapi.plugins.api.collector import Collector, integrate
+from kwapi.plugins.api.collector import Collector
+from kwapi.plugins.energy import integrate
 
 T0 = 1_700_000_000.0
 
