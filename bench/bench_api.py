@@ -19,7 +19,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import zmq
 
+from bench.support import free_tcp_port, wait_for
 from kwapi.bus.protocol import Measurement
 from kwapi.bus.signing import Signer
 
@@ -41,28 +41,11 @@ PROBE_COUNTS = (10, 1_000, 10_000)
 WARMUP_PROBE = "warmup"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
 class Api:
     """A kwapi-api subprocess on a throw-away configuration."""
 
     def __init__(self, directory: str, bus: str) -> None:
-        self.port = _free_port()
+        self.port = free_tcp_port()
         conf = Path(directory) / "api.conf"
         conf.write_text(
             "[DEFAULT]\n"
@@ -79,7 +62,7 @@ class Api:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait(self.health, 30, "kwapi-api to start")
+        wait_for(self.health, 30, "kwapi-api to start")
 
     def health(self) -> dict | None:
         try:
@@ -152,7 +135,7 @@ def _warm_up(pub: zmq.Socket, ready) -> None:
         pub.send_multipart(_signed_frames([measurement])[0])
         return ready()
 
-    _wait(arrived, 30, "the subscriber")
+    wait_for(arrived, 30, "the subscriber")
 
 
 def _ingest_raw(messages: list[list[bytes]]) -> dict[str, float]:
@@ -265,7 +248,7 @@ def bench_latency(probes: int) -> dict[str, float]:
         )
         for frames in messages:
             pub.send_multipart(frames)
-        _wait(lambda: api.accepted() >= baseline + len(messages), 120, "every probe")
+        wait_for(lambda: api.accepted() >= baseline + len(messages), 120, "every probe")
         repeat = 200 if probes <= 1_000 else 60
         probes_times, size = _time_gets(connection, "/v1/probes/", repeat)
         floor_times, _ = _time_gets(connection, "/v1/", repeat)

@@ -57,6 +57,7 @@ from pathlib import Path
 import zmq
 
 from bench.machine import describe_machine
+from bench.support import free_tcp_port, wait_for
 from kwapi.bus.receiver import DELAY_BUCKETS
 from kwapi.plugins.rrd.storage import RrdcachedClient
 
@@ -282,7 +283,7 @@ class ApiDaemon(Daemon):
             f"api_port = {port}\n"
             f"state_file = {directory}/api-state.json\n",
         )
-        _wait(self._answers, 60, "kwapi-api")
+        wait_for(self._answers, 60, "kwapi-api")
 
     def _answers(self) -> bool:
         if not self.alive():
@@ -316,7 +317,7 @@ class RrdDaemon(Daemon):
             f"rrd_dir = {rrd_dir}\n"
             f"rrdcached_address = {cached}\n",
         )
-        _wait(self._answers, 120, "kwapi-rrd")
+        wait_for(self._answers, 120, "kwapi-rrd")
 
     def _answers(self) -> bool:
         if not self.alive():
@@ -337,25 +338,6 @@ class RrdDaemon(Daemon):
             {"handler_errors": receiver["handler_errors"], **storage},
             storage["updated"] + storage["dropped_old"] + storage["errors"],
         )
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- the pipeline ----------------------------------------------------------------
@@ -404,7 +386,7 @@ class Pipeline:
             except OSError:
                 return False
 
-        _wait(answers, 30, "rrdcached")
+        wait_for(answers, 30, "rrdcached")
 
     def _start_publishers(self, count: int) -> None:
         context = multiprocessing.get_context("spawn")
@@ -430,10 +412,10 @@ class Pipeline:
         if name == "raw":
             subscriber: Subscriber = RawSubscriber(self.bus)
         elif name == "api":
-            subscriber = ApiDaemon(self.directory, self.bus, _free_port())
+            subscriber = ApiDaemon(self.directory, self.bus, free_tcp_port())
         else:
             subscriber = RrdDaemon(
-                self.directory, self.bus, _free_port(), self.rrd_dir, self.cached_address
+                self.directory, self.bus, free_tcp_port(), self.rrd_dir, self.cached_address
             )
         self.subscribers[name] = subscriber
         return subscriber

@@ -33,6 +33,7 @@ from tests.helpers import (
     Daemon,
     free_tcp_port,
     short_tmpdir,
+    stop_process,
     wait_for,
     write_config,
 )
@@ -164,13 +165,8 @@ class KeystoneServer:
 
     def stop(self) -> None:
         """Stop gunicorn (SIGINT: quick shutdown; then SIGKILL) and remove every file."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, timeout=15, signum=signal.SIGINT)
         self._log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -12,7 +12,7 @@ import pytest
 
 from kwapi.bus.protocol import Measurement
 from kwapi.plugins.rrd.storage import RrdcachedClient, RrdStorage
-from tests.helpers import short_tmpdir, wait_for
+from tests.helpers import short_tmpdir, stop_process, wait_for
 
 RRDCACHED = shutil.which("rrdcached") or "/usr/bin/rrdcached"
 
@@ -62,13 +62,7 @@ class Rrdcached:
         return self.client.stats()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 

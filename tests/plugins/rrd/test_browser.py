@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
-import waitress
 
 from kwapi.plugins.rrd.app import create_app
 from kwapi.plugins.rrd.graphs import Grapher
-from tests.helpers import free_tcp_port
-from tests.plugins.rrd.browser import CHROMIUM, Chromium
+from tests.plugins.rrd.browser import CHROMIUM, IMAGES_DECODED, Chromium, served
 from tests.plugins.rrd.pngs import png_size
 
 pytestmark = [
@@ -21,23 +18,13 @@ pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed"),
 ]
 
-IMAGES_DECODED = """
-Promise.all(Array.from(document.images).map(img =>
-    img.decode().then(() => [img.getAttribute('src'), img.naturalWidth])
-               .catch(() => [img.getAttribute('src'), 0])))
-"""
-
 
 @pytest.fixture
 def site(filled):
     """The real app served by waitress on 127.0.0.1, as kwapi-rrd serves it."""
     app = create_app(filled, Grapher(filled), refresh_interval=1)
-    server = waitress.create_server(app, host="127.0.0.1", port=free_tcp_port(), threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}"
-    server.close()
-    server.task_dispatcher.shutdown(timeout=5)
+    with served(app) as url:
+        yield url
 
 
 @pytest.fixture
