@@ -108,17 +108,22 @@ def check_options(conf: cfg.ConfigOpts, groups: OptGroups) -> None:
     files = config_files(conf)
     for group_name, opts in groups:
         namespace = conf if group_name is None else conf[group_name]
+        section = group_name or "DEFAULT"
         for opt in opts:
             try:
                 getattr(namespace, opt.dest)
             except (cfg.ConfigFileValueError, cfg.RequiredOptError, ValueError) as exc:
-                section = group_name or "DEFAULT"
-                raise ConfigError(
-                    _short(exc),
-                    file=locate(files, section, opt.name),
-                    section=section,
-                    key=opt.name,
-                ) from None
+                message = _short(exc)
+            except (cfg.NoSuchOptError, cfg.TemplateSubstitutionError):
+                message = (
+                    "the value refers to an unknown option (oslo.config reads $name as the "
+                    "value of option name); write a literal $ as $$"
+                )
+            else:
+                continue
+            raise ConfigError(
+                message, file=locate(files, section, opt.name), section=section, key=opt.name
+            )
 
 
 def _short(exc: Exception) -> str:

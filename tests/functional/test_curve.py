@@ -110,7 +110,9 @@ def test_encrypted_forwarder_between_drivers_and_plugins(tmpdir_short, daemon):
         tmpdir_short,
         "forwarder.conf",
         f"[DEFAULT]\nprobes_endpoint = {upstream}\nforwarder_endpoint = {downstream}\n"
-        f"curve_secret_key = {forwarder_secret}\ncurve_server_key = {drivers_value}\n",
+        # A Z85 key may hold "$", which oslo.config reads as a reference: written "$$".
+        f"curve_secret_key = {forwarder_secret}\n"
+        f"curve_server_key = {drivers_value.replace('$', '$$')}\n",
     )
     daemon("kwapi-forwarder", "--config-file", str(conf)).wait_output("relaying", 15)
     thread, got = receiver(downstream, CurveClient([forwarder_value]))
@@ -122,6 +124,21 @@ def test_encrypted_forwarder_between_drivers_and_plugins(tmpdir_short, daemon):
         thread.stop()
         thread.join(5)
         plain.close()
+
+
+def test_unescaped_dollar_in_a_key_exits_2_and_says_why(tmpdir_short):
+    conf = write_config(
+        tmpdir_short,
+        "forwarder.conf",
+        f"[DEFAULT]\nprobes_endpoint = ipc://{tmpdir_short}/d\n"
+        f"forwarder_endpoint = ipc://{tmpdir_short}/f\n"
+        "curve_server_key = abcdefghij$klmnopqrstuvwxyz0123456789ABC\n",
+    )
+    result = run_command("kwapi-forwarder", "--config-file", str(conf))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"kwapi-forwarder: error: {conf}: [DEFAULT] curve_server_key: ")
+    assert "as $$" in result.stderr
 
 
 def test_bad_key_file_exits_2(tmpdir_short):
