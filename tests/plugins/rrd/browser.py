@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -150,12 +151,19 @@ class Chromium:
             mobile=mobile,
         )
 
-    def screenshot(self, path: Path) -> bytes:
-        """Save a PNG of the whole page to *path* and return it."""
+    def screenshot(self, path: Path, keep_as: str | None = None) -> bytes:
+        """Save a PNG of the whole page to *path* and return it.
+
+        With *keep_as*, a copy also goes to $KWAPI_SCREENSHOT_DIR under that
+        name when the variable is set, for a person to look at.
+        """
         data = base64.b64decode(
             self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
         )
         path.write_bytes(data)
+        keep = os.environ.get("KWAPI_SCREENSHOT_DIR")
+        if keep and keep_as:
+            (Path(keep) / keep_as).write_bytes(data)
         return data
 
     def close(self) -> None:

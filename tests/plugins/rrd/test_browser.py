@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -42,11 +40,8 @@ def test_page_graphs_menu_links_filter_and_refresh(site, browser, tmp_path):
     assert len(decoded) == 5  # the summary and four probes
     assert all(width > 500 for _, width in decoded), decoded
 
-    shot = browser.screenshot(tmp_path / "page.png")
+    shot = browser.screenshot(tmp_path / "page.png", keep_as="rrd-page.png")
     assert png_size(shot)[0] >= 1280
-    keep = os.environ.get("KWAPI_SCREENSHOT_DIR")
-    if keep:
-        shutil.copy(tmp_path / "page.png", Path(keep) / "rrd-page.png")
 
     # Graphs refresh in place: new image URLs, same document.
     browser.evaluate("window.kwapiMarker = 42")
@@ -129,9 +124,7 @@ def test_page_fits_a_phone_and_404_is_readable(site, browser, tmp_path):
         "every graph to load after scrolling",
     )
     browser.evaluate("window.scrollTo(0, 0)")
-    keep = os.environ.get("KWAPI_SCREENSHOT_DIR")
-    if keep:
-        browser.screenshot(Path(keep) / "rrd-phone.png")
+    browser.screenshot(tmp_path / "phone.png", keep_as="rrd-phone.png")
 
     browser.navigate(f"{site}/probe/no-such-probe/")
     assert "No probe called “no-such-probe”" in browser.evaluate("document.body.innerText")

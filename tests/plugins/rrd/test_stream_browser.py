@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import time
-from pathlib import Path
 
 import pytest
 
@@ -64,11 +62,8 @@ def test_stream_page_from_the_main_page(site, browser, tmp_path):
     ]
     assert all(width > 500 for _, width in decoded), decoded
 
-    shot = browser.screenshot(tmp_path / "stream.png")
+    shot = browser.screenshot(tmp_path / "stream.png", keep_as="rrd-stream.png")
     assert png_size(shot)[0] >= 1280
-    keep = os.environ.get("KWAPI_SCREENSHOT_DIR")
-    if keep:
-        shutil.copy(tmp_path / "stream.png", Path(keep) / "rrd-stream.png")
 
     # The period menu of the stream page stays on the stream.
     browser.evaluate("document.querySelector('.stream-periods a[data-period=\"hour\"]').click()")
