@@ -63,6 +63,18 @@ class BrowserError(AssertionError):
     """Chromium did not do what was asked in time."""
 
 
+class PageChanged(BrowserError):
+    """The page navigated while a command ran in it; the command may be tried again."""
+
+
+#: Chromium's answers when the document a command ran in was replaced under it.
+PAGE_CHANGED_MESSAGES = (
+    "Inspected target navigated or closed",
+    "Execution context was destroyed",
+    "Cannot find context with specified id",
+)
+
+
 class Chromium:
     """One headless Chromium with a fresh profile and one page, spoken to over CDP."""
 
@@ -112,7 +124,9 @@ class Chromium:
             message = json.loads(self.socket.recv())
             if message.get("id") == ident:
                 if "error" in message:
-                    raise BrowserError(f"{method}: {message['error']}")
+                    text = str(message["error"].get("message", ""))
+                    error = PageChanged if text.startswith(PAGE_CHANGED_MESSAGES) else BrowserError
+                    raise error(f"{method}: {message['error']}")
                 return message.get("result", {})
             if "method" in message:
                 self.events.append(message)
@@ -128,10 +142,19 @@ class Chromium:
         return result["result"].get("value")
 
     def wait(self, expression: str, timeout: float | None = None, message: str = ""):
-        """Poll *expression* until it is truthy."""
-        return wait_for(
-            lambda: self.evaluate(expression), timeout or self.timeout, message or expression
-        )
+        """Poll *expression* until it is truthy.
+
+        A poll that lands while the page is navigating (a click on a link has
+        just been made) counts as "not yet", not as a failure.
+        """
+
+        def poll():
+            try:
+                return self.evaluate(expression)
+            except PageChanged:
+                return False
+
+        return wait_for(poll, timeout or self.timeout, message or expression)
 
     def navigate(self, url: str) -> None:
         """Open *url* and wait until its load event."""
