@@ -52,6 +52,6 @@ def test_wait_counts_an_interrupted_poll_as_not_yet(browser):
         # The first poll leaves the page; the wait goes on and sees the new one.
         expression = (
             f"location.pathname === '/first' ? {LEAVE_AND_HANG} "
-            ": document.getElementById('name').textContent"
+            ": document.getElementById('name')?.textContent"
         )
         assert browser.wait(expression, 15, "the second page") == "/second"

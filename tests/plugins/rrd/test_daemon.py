@@ -100,13 +100,21 @@ def test_daemon_records_serves_and_flushes_on_sigterm(
         bus.tick()  # keep publishing until the subscriber has joined and written
         return get(f"{base}/probe/rack:pdu@2/")[0] == 200 and get(f"{base}/probe/node-1/")[0] == 200
 
-    wait_for(recorded, 20, "kwapi-rrd to record both probes")
+    def averages() -> list:
+        bus.tick()
+        status, body = get(f"{base}/data/minute/node-1/")
+        assert status == 200, body
+        return json.loads(body)["meters"]["w"]["average"]
+
+    wait_for(recorded, 20, "kwapi-rrd to know both probes")
     status, body = get(f"{base}/")
     assert status == 200 and b'href="/probe/rack:pdu@2/"' in body
+    # A probe is known as soon as its first measurement arrives; its first
+    # point shows once the batched update has reached rrdcached.
+    wait_for(lambda: 150.0 in averages(), 20, "node-1's 150 W in the minute series")
+    assert set(averages()) <= {None, 150.0}
     status, body = get(f"{base}/graph/minute/")
     assert status == 200 and png_size(body)[0] > 500
-    status, body = get(f"{base}/data/minute/node-1/")
-    assert status == 200 and 150.0 in json.loads(body)["meters"]["w"]["average"]
 
     last = bus.tick()
     wait_for(lambda: rrdcached.stats()["UpdatesReceived"] >= 4, 10, "updates in rrdcached")
