@@ -163,6 +163,12 @@ class KeystoneServer:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def halt(self) -> None:
+        """Stop serving but keep the database and keys: start() serves them again."""
+        if self.process is not None:
+            stop_process(self.process, timeout=15, signum=signal.SIGINT)
+            self.process = None
+
     def stop(self) -> None:
         """Stop gunicorn (SIGINT: quick shutdown; then SIGKILL) and remove every file."""
         if self.process is not None:

@@ -140,6 +140,30 @@ def test_unreachable_keystone_is_503_never_open(api_without_keystone, admin_toke
     assert "Unable to validate token" in api_without_keystone.daemon.output()
 
 
+def test_keystone_going_down_then_coming_back(keystone):
+    """A running Keystone stops: new tokens get 503, cached ones still pass; then it returns."""
+    server = AuthApi(keystone.url)
+    validated = keystone.token("admin", ADMIN_PASSWORD)
+    unseen = keystone.token("admin", ADMIN_PASSWORD)
+    assert validated != unseen
+    try:
+        assert server.get("/v1/probe-ids/", validated).status_code == 200
+        keystone.halt()
+        try:
+            error = assert_error(server.get("/v1/probe-ids/", unseen), 503)
+            assert "Keystone" in error["message"]
+            # keystonemiddleware keeps a validated token for token_cache_time (300 s).
+            assert server.get("/v1/probe-ids/", validated).status_code == 200
+            assert server.daemon.process.poll() is None
+        finally:
+            keystone.start()
+        # Back: the token refused during the outage is checked and let in, no restart.
+        assert server.get("/v1/probe-ids/", unseen).status_code == 200
+        assert "Traceback" not in server.daemon.output()
+    finally:
+        server.close()
+
+
 @pytest.mark.parametrize("authtoken", [{"password": "wrong"}, {"interface": "internal"}])
 def test_keystone_refusing_the_service_user_is_503(keystone, admin_token, authtoken):
     # A wrong service password, or an identity interface missing from the catalog.
