@@ -12,6 +12,7 @@ from kwapi import service
 from kwapi.bus.options import make_receiver, receiver_opts
 from kwapi.config import ConfigError
 from kwapi.plugins.rrd.app import create_app
+from kwapi.plugins.rrd.diskwatch import DiskWatch
 from kwapi.plugins.rrd.graphs import Grapher
 from kwapi.plugins.rrd.options import rrd_opts
 from kwapi.plugins.rrd.storage import RrdStorage, StorageError
@@ -37,6 +38,10 @@ def serve(argv: list[str] | None = None) -> int:
         storage.check_daemon()
     except StorageError as exc:
         raise ConfigError(str(exc), section="DEFAULT", key="rrdcached_address") from None
+    # Through rrdcached, write errors show only in rrdcached's log: watch the disk.
+    disk_watch = (
+        DiskWatch(str(storage.directory), conf.rrd_disk_check_interval) if storage.daemon else None
+    )
     writer = BatchWriter(storage, batch_size=conf.rrd_batch_size, interval=conf.rrd_batch_interval)
     receiver = make_receiver(conf, writer.add)
     grapher = Grapher(
@@ -51,6 +56,7 @@ def serve(argv: list[str] | None = None) -> int:
         grapher,
         refresh_interval=conf.refresh_interval,
         receiver_stats=lambda: {**receiver.stats.snapshot(), "pending_writes": writer.pending()},
+        disk_status=disk_watch.snapshot if disk_watch else None,
         streams=streams,
     )
     try:
@@ -64,6 +70,9 @@ def serve(argv: list[str] | None = None) -> int:
             key="rrd_port",
         ) from None
 
+    if disk_watch is not None:
+        disk_watch.check()
+        disk_watch.start()
     writer.start()
     receiver.start()
     receiver.wait_ready(10)
@@ -82,6 +91,8 @@ def serve(argv: list[str] | None = None) -> int:
     receiver.stop()
     receiver.join(10)
     writer.stop()
+    if disk_watch is not None:
+        disk_watch.stop()
     try:
         storage.flush()
     except (OSError, StorageError) as exc:

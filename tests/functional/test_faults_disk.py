@@ -25,6 +25,7 @@ import pytest
 from kwapi.bus.protocol import Measurement
 from tests.functional.test_faults_restart import (
     assert_rrd_files_sound,
+    flush,
     no_traceback,
     rrd_last,
     start_drivers,
@@ -33,6 +34,7 @@ from tests.functional.test_faults_restart import (
 )
 from tests.helpers import free_tcp_port, wait_for
 from tests.plugins.api.running import bus_publisher, get_json, start_api
+from tests.plugins.rrd.conftest import Rrdcached
 from tests.plugins.rrd.test_daemon import get
 
 pytestmark = pytest.mark.slow
@@ -219,3 +221,59 @@ def test_rrd_dir_read_only_serves_history_and_resumes(daemon, tmpdir_short, smal
     assert assert_rrd_files_sound(rrd_dir) == 2
     assert rrd.process.poll() is None
     no_traceback(rrd)
+
+
+def test_rrd_dir_read_only_under_rrdcached_is_reported_by_kwapi_rrd(
+    daemon, tmpdir_short, small_disk
+):
+    """rrdcached writes the files and logs its failures only in its own log:
+    kwapi-rrd watches the file system itself and says when it fails and recovers."""
+    endpoint = f"ipc://{tmpdir_short}/drv"
+    rrd_dir = small_disk.path / "rrd"
+    rrd_dir.mkdir()
+    cached = Rrdcached(rrd_dir)  # its socket and journal live elsewhere
+    try:
+        start_drivers(daemon, tmpdir_short, endpoint)
+        extra = f"rrdcached_address = {cached.address}\nrrd_disk_check_interval = 0.2"
+        rrd, base = start_rrd(daemon, tmpdir_short, endpoint, rrd_dir, free_tcp_port(), extra)
+
+        def disk() -> dict:
+            return json.loads(get(base + "/stats/")[1])["disk"]
+
+        first = wait_for(lambda: rrd_last(rrd_dir, daemon=cached.address), 20, "a first value")
+        wait_for(lambda: rrd_last(rrd_dir, daemon=cached.address) >= first + 2, 20, "history")
+        flush(rrd_dir, cached.address)
+        flushed = rrd_last(rrd_dir) - 1  # the last row is completed by the next value
+        history = values_between(rrd_dir, first, flushed)
+        assert history and disk()["state"] == "ok"
+
+        small_disk.read_only()
+        wait_for(lambda: error_lines(rrd), 20, "kwapi-rrd to report the read-only disk")
+        [line] = error_lines(rrd)
+        assert f"rrd_dir {rrd_dir} is read-only" in line
+        assert "rrdcached cannot write" in line
+        assert disk()["state"] == "read-only"
+        # Pages and series are still served from the files as they were.
+        assert get(base + "/probe/node-1/")[0] == 200
+        status, body = get(f"{base}/data/minute/node-1/")
+        assert status == 200, body
+        assert get(f"{base}/graph/minute/node-1/")[0] == 200
+        assert values_between(rrd_dir, first, flushed) == history
+
+        small_disk.read_only(False)
+        writable_at = time.time()
+        rrd.wait_output(f"rrd_dir {rrd_dir} is writable again", 20)
+        assert disk()["state"] == "ok"
+
+        def written_since() -> bool:
+            flush(rrd_dir, cached.address)
+            return rrd_last(rrd_dir) > writable_at + 1
+
+        wait_for(written_since, 20, "rrdcached to write the files again")
+        assert assert_rrd_files_sound(rrd_dir) == 2
+        assert values_between(rrd_dir, first, flushed) == history
+        assert len(error_lines(rrd)) == 1  # one line for the whole outage
+        assert rrd.process.poll() is None
+        no_traceback(rrd)
+    finally:
+        cached.stop()

@@ -47,11 +47,13 @@ def create_app(
     *,
     refresh_interval: int = 5,
     receiver_stats: Callable[[], dict] | None = None,
+    disk_status: Callable[[], dict] | None = None,
     streams: StreamMap | None = None,
 ) -> Flask:
     """Build the Flask application serving *storage*'s probes and *grapher*'s graphs.
 
-    *receiver_stats* returns the bus receiver's counters for ``/stats/``;
+    *receiver_stats* returns the bus receiver's counters for ``/stats/``, and
+    *disk_status* the state of ``rrd_dir``'s file system (watched with rrdcached);
     *streams* (``stream_power``) adds a page per stream with its energy graphs.
     """
     streams = streams or StreamMap()
@@ -282,6 +284,7 @@ def create_app(
             {
                 "receiver": receiver_stats() if receiver_stats is not None else None,
                 "storage": {"probes": storage.probe_count(), **storage.stats},
+                "disk": disk_status() if disk_status is not None else None,
             }
         )
 

@@ -30,6 +30,14 @@ storage_opts = [
         help="Longest time, in seconds, a received measurement waits before it is "
         "written (sooner when rrd_batch_size of them wait).",
     ),
+    cfg.FloatOpt(
+        "rrd_disk_check_interval",
+        default=10.0,
+        min=0.1,
+        help="With rrdcached_address: seconds between two checks that the file system "
+        "under rrd_dir is writable and has room, since rrdcached reports its write "
+        "errors only in its own log.",
+    ),
     cfg.IntOpt(
         "rrd_heartbeat",
         default=10,

@@ -21,20 +21,18 @@ from tests.plugins.rrd.pngs import png_size
 
 
 def rrd_conf(directory, endpoint, port, rrd_dir, extra=""):
-    return write_config(
-        directory,
-        "rrd.conf",
-        f"""
-        [DEFAULT]
-        probes_endpoint = {endpoint}
-        driver_metering_secret = {SECRET}
-        rrd_dir = {rrd_dir}
-        rrd_host = 127.0.0.1
-        rrd_port = {port}
-        refresh_interval = 2
-        {extra}
-        """,
-    )
+    """kwapi-rrd's configuration file; *extra* holds more [DEFAULT] lines."""
+    lines = [
+        "[DEFAULT]",
+        f"probes_endpoint = {endpoint}",
+        f"driver_metering_secret = {SECRET}",
+        f"rrd_dir = {rrd_dir}",
+        "rrd_host = 127.0.0.1",
+        f"rrd_port = {port}",
+        "refresh_interval = 2",
+        extra,
+    ]
+    return write_config(directory, "rrd.conf", "\n".join(lines) + "\n")
 
 
 def get(url: str, timeout: float = 10.0) -> tuple[int, bytes]:
