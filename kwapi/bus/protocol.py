@@ -31,9 +31,17 @@ class ProtocolError(ValueError):
         self.detail = detail
 
 
+#: Path segments that URLs resolve away: no page or API route could name them.
+UNREACHABLE_PROBE_IDS = frozenset({".", ".."})
+
+
 def is_valid_probe_id(probe_id: object) -> bool:
-    """Tell whether *probe_id* is 1-255 characters of ``A-Za-z0-9._:@-``."""
-    return isinstance(probe_id, str) and PROBE_ID_PATTERN.fullmatch(probe_id) is not None
+    """Tell whether *probe_id* is 1-255 characters of ``A-Za-z0-9._:@-``, not ``.`` or ``..``."""
+    return (
+        isinstance(probe_id, str)
+        and PROBE_ID_PATTERN.fullmatch(probe_id) is not None
+        and probe_id not in UNREACHABLE_PROBE_IDS
+    )
 
 
 def is_valid_meter_name(name: object) -> bool:

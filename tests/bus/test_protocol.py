@@ -17,7 +17,7 @@ from kwapi.bus.protocol import (
 
 @pytest.mark.parametrize(
     "probe_id",
-    ["A", "node-1", "rack1.pdu2:outlet@3", "x" * 255, "a_b-c.d:e@f", "0"],
+    ["A", "node-1", "rack1.pdu2:outlet@3", "x" * 255, "a_b-c.d:e@f", "0", "..."],
 )
 def test_valid_probe_ids(probe_id):
     assert is_valid_probe_id(probe_id)
@@ -25,7 +25,7 @@ def test_valid_probe_ids(probe_id):
 
 @pytest.mark.parametrize(
     "probe_id",
-    ["", "x" * 256, "a b", "a/b", "../etc", "é", "a\n", None, 3, "a*", "a#b"],
+    ["", "x" * 256, "a b", "a/b", "../etc", "é", "a\n", None, 3, "a*", "a#b", ".", ".."],
 )
 def test_invalid_probe_ids(probe_id):
     assert not is_valid_probe_id(probe_id)

@@ -25,7 +25,7 @@ def files_under(path: Path) -> set[Path]:
     return {p for p in path.rglob("*") if p.is_file()}
 
 
-@pytest.mark.parametrize("probe", ["..", ".", "a:b@c", "-rf", "A" * 255, "x.rrd", "probe"])
+@pytest.mark.parametrize("probe", ["...", ".a", "a:b@c", "-rf", "A" * 255, "x.rrd", "probe"])
 def test_valid_ids_stay_inside_rrd_dir(storage, rrd_dir, probe):
     storage.update(Measurement(probe, NOW - 5.0, {"w": 1.0}))
     path = storage.path(probe, "w")
@@ -37,7 +37,7 @@ def test_valid_ids_stay_inside_rrd_dir(storage, rrd_dir, probe):
     assert all(rrd_dir.resolve() in f.resolve().parents for f in files_under(rrd_dir.parent))
 
 
-@pytest.mark.parametrize("probe", ["../x", "/etc/passwd", "a/b", "", "a b", "é"])
+@pytest.mark.parametrize("probe", ["../x", "/etc/passwd", "a/b", "", "a b", "é", ".", ".."])
 def test_invalid_ids_are_refused_before_touching_the_disk(storage, rrd_dir, probe):
     before = files_under(rrd_dir.parent)
     with pytest.raises(ValueError):
@@ -52,7 +52,7 @@ def test_invalid_meter_names_are_refused(storage):
 
 def test_index_survives_a_restart_and_ignores_foreign_directories(storage, rrd_dir):
     storage.update(Measurement("a:b@c", NOW - 10.0, {"w": 1.0}))
-    storage.update(Measurement("..", NOW - 10.0, {"w": 2.0}))
+    storage.update(Measurement("...", NOW - 10.0, {"w": 2.0}))
     storage.update(Measurement("stream-1", NOW - 10.0, {"bitrate": 1e6, "fps": 25.0}))
     # A directory whose id file does not hash to its name is not a probe.
     forged = rrd_dir / probe_key("victim")
@@ -62,7 +62,7 @@ def test_index_survives_a_restart_and_ignores_foreign_directories(storage, rrd_d
     (rrd_dir / "notes.txt").write_text("not a probe")
 
     again = RrdStorage(rrd_dir)
-    assert again.probes() == ["..", "a:b@c", "stream-1"]
+    assert again.probes() == ["...", "a:b@c", "stream-1"]
     assert again.meters("stream-1") == ["bitrate", "fps"]
     assert again.meters("attacker") == [] and again.meters("victim") == []
     # ...and goes on writing to the same files.
