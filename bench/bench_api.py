@@ -211,11 +211,13 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def _time_gets(connection: HTTPConnection, path: str, repeat: int) -> tuple[list[float], int]:
+def _time_gets(
+    connection: HTTPConnection, path: str, repeat: int, headers: dict | None = None
+) -> tuple[list[float], int]:
     timings, size = [], 0
     for _ in range(repeat):
         started = time.perf_counter()
-        connection.request("GET", path)
+        connection.request("GET", path, headers=headers or {})
         response = connection.getresponse()
         body = response.read()
         timings.append(time.perf_counter() - started)
@@ -253,6 +255,9 @@ def bench_latency(probes: int) -> dict[str, float]:
         probes_times, size = _time_gets(connection, "/v1/probes/", repeat)
         floor_times, _ = _time_gets(connection, "/v1/", repeat)
         metrics_times, metrics_size = _time_gets(connection, "/metrics", max(10, repeat // 10))
+        gzip_times, gzip_size = _time_gets(
+            connection, "/metrics", max(10, repeat // 10), {"Accept-Encoding": "gzip"}
+        )
         rss_after = api.rss_bytes()
         connection.close()
         return {
@@ -264,6 +269,8 @@ def bench_latency(probes: int) -> dict[str, float]:
             "size": size,
             "metrics_p50": _percentile(metrics_times, 0.50),
             "metrics_size": metrics_size,
+            "metrics_gzip_p50": _percentile(gzip_times, 0.50),
+            "metrics_gzip_size": gzip_size,
             "rss_per_probe": (rss_after - rss_before) / probes,
             "rss_after": rss_after,
         }
@@ -290,7 +297,7 @@ def main() -> None:
     print("GET /v1/probes/ (keep-alive connection; floor = GET /v1/ on the same server)")
     print(
         "  probes    p50 ms    p99 ms  floor p50 ms  p50/floor  body bytes"
-        "  RSS bytes/probe  /metrics p50 ms"
+        "  RSS bytes/probe  /metrics p50 ms  bytes  gzip p50 ms  bytes"
     )
     for probes in PROBE_COUNTS:
         r = bench_latency(probes)
@@ -299,6 +306,8 @@ def main() -> None:
             f"  {probes:>6}  {r['p50'] * 1e3:>8.2f}  {r['p99'] * 1e3:>8.2f}  "
             f"{r['floor_p50'] * 1e3:>12.2f}  {r['p50'] / r['floor_p50']:>9.1f}  "
             f"{r['size']:>10,}  {per_probe:>15}  {r['metrics_p50'] * 1e3:>15.1f}"
+            f"  {r['metrics_size']:>9,}  {r['metrics_gzip_p50'] * 1e3:>11.1f}"
+            f"  {r['metrics_gzip_size']:>7,}"
         )
 
 

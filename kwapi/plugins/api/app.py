@@ -7,6 +7,7 @@ trailing slash is redirected to the one with it.
 
 from __future__ import annotations
 
+import gzip
 import logging
 from collections.abc import Callable
 
@@ -21,6 +22,10 @@ from kwapi.plugins.openapi import add_routes as add_openapi_routes
 LOG = logging.getLogger(__name__)
 
 StatusSource = Callable[[], dict]
+
+#: gzip level of /metrics: level 1 makes 10,000 probes' 2.2 MB about 170 kB
+#: in about 6 ms; level 9 saves 8 % more for nine times the time.
+METRICS_GZIP_LEVEL = 1
 
 
 def error_body(code: int, title: str, message: str) -> dict:
@@ -157,7 +162,14 @@ def create_app(
 
     @app.get("/metrics")
     def metrics() -> Response:
-        return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+        # Always the text format: Prometheus reads it, and prometheus_client
+        # takes about twice as long to write OpenMetrics (see performance.rst).
+        response = Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+        response.vary.add("Accept-Encoding")
+        if request.accept_encodings["gzip"]:  # Prometheus asks for it on every scrape
+            response.set_data(gzip.compress(response.get_data(), compresslevel=METRICS_GZIP_LEVEL))
+            response.content_encoding = "gzip"
+        return response
 
     add_openapi_routes(app, "kwapi.plugins.api")
 

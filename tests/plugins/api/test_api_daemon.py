@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import signal
 import socket
@@ -126,6 +127,30 @@ def test_metrics_over_http(fed_api):
     rejected = by_label("kwapi_receiver_rejected", "reason")
     assert rejected == {k: float(v) for k, v in api.healthz()["receiver"]["rejected"].items()}
     assert set(rejected) >= {"bad_signature", "replay", "bad_json", "out_of_window"}
+    assert "Content-Encoding" not in result.headers  # the client did not ask for gzip
+
+
+def test_metrics_gzipped_when_asked_as_prometheus_does(fed_api):
+    api, _publisher, _t0 = fed_api
+    # The headers Prometheus 3 sends on every scrape.
+    headers = {
+        "Accept": "application/openmetrics-text;version=1.0.0;q=0.6,"
+        "text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+        "Accept-Encoding": "gzip",
+    }
+    result = request("GET", api.url + "/metrics", headers=headers)
+    assert result.status == 200
+    assert result.headers["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in result.headers["Vary"]
+    assert result.headers["Content-Type"].startswith("text/plain; version=")
+    text = gzip.decompress(result.body).decode()
+    assert int(result.headers["Content-Length"]) == len(result.body) < len(text)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    watts = {s.labels["probe"]: s.value for s in families["kwapi_power_watts"].samples}
+    assert watts == {"gpu-0": 150.0, "node-1": 300.0}
+    refused = request("GET", api.url + "/metrics", headers={"Accept-Encoding": "gzip;q=0"})
+    assert "Content-Encoding" not in refused.headers
+    assert "kwapi_power_watts" in refused.body.decode()
 
 
 def test_bad_messages_are_counted_and_never_stop_the_daemon(fed_api):
