@@ -17,7 +17,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -97,6 +97,21 @@ def error_lines(process) -> list[str]:
     return [line for line in process.output().splitlines() if " ERROR " in line]
 
 
+def wait_until_late_probe_refused(late, rrd) -> Callable[[], None]:
+    """Publish probe late-1 on *late* until *rrd* logs that it cannot create
+    its file; return the function that publishes it once more."""
+
+    def publish_late() -> None:
+        late.publish(Measurement("late-1", time.time(), {"w": 5.0}))
+
+    def late_refused() -> bool:
+        publish_late()
+        return any("late-1" in line for line in error_lines(rrd))
+
+    wait_for(late_refused, 20, "kwapi-rrd to report it cannot create late-1's file")
+    return publish_late
+
+
 @pytest.mark.parametrize("fault", ["full", "read-only"])
 def test_api_state_file_on_a_failing_disk(daemon, tmpdir_short, small_disk, fault):
     endpoint = f"ipc://{tmpdir_short}/drv"
@@ -166,14 +181,7 @@ def test_rrd_dir_full_existing_probes_go_on_new_ones_wait(daemon, tmpdir_short, 
         small_disk.fill()
         filled_at = int(time.time())
 
-        def publish_late() -> None:
-            late.publish(Measurement("late-1", time.time(), {"w": 5.0}))
-
-        def late_refused() -> bool:
-            publish_late()
-            return any("late-1" in line for line in error_lines(rrd))
-
-        wait_for(late_refused, 20, "kwapi-rrd to report it cannot create late-1's file")
+        publish_late = wait_until_late_probe_refused(late, rrd)
         assert any(os.strerror(errno.ENOSPC) in line for line in error_lines(rrd))
         # The known probes are still recorded, on the full disk.
         wait_for(lambda: rrd_last(rrd_dir) > filled_at + 1, 20, "node-1 still recorded")
@@ -276,4 +284,62 @@ def test_rrd_dir_read_only_under_rrdcached_is_reported_by_kwapi_rrd(
         assert rrd.process.poll() is None
         no_traceback(rrd)
     finally:
+        cached.stop()
+
+
+def test_rrd_dir_full_under_rrdcached_is_reported_by_kwapi_rrd(daemon, tmpdir_short, small_disk):
+    """On a filled mount, rrdcached goes on updating the existing files in place;
+    kwapi-rrd says the disk is full, refuses new probes' files, and recovers."""
+    endpoint = f"ipc://{tmpdir_short}/drv"
+    late_endpoint = f"ipc://{tmpdir_short}/late"
+    rrd_dir = small_disk.path / "rrd"
+    rrd_dir.mkdir()
+    cached = Rrdcached(rrd_dir)
+    late = bus_publisher(late_endpoint)
+    try:
+        start_drivers(daemon, tmpdir_short, endpoint)
+        extra = f"rrdcached_address = {cached.address}\nrrd_disk_check_interval = 0.2"
+        rrd, base = start_rrd(
+            daemon, tmpdir_short, f"{endpoint}, {late_endpoint}", rrd_dir, free_tcp_port(), extra
+        )
+
+        def disk() -> dict:
+            return json.loads(get(base + "/stats/")[1])["disk"]
+
+        def last_flushed(probe: str = "node-1") -> int:
+            flush(rrd_dir, cached.address)
+            return rrd_last(rrd_dir, probe)
+
+        wait_for(lambda: last_flushed() and last_flushed("node-2"), 20, "both files")
+        assert disk()["state"] == "ok"
+
+        small_disk.fill()
+        filled_at = int(time.time())
+        wait_for(lambda: disk()["state"] == "full", 20, "/stats/ to say the disk is full")
+        [line] = error_lines(rrd)
+        assert f"rrd_dir {rrd_dir} is full" in line
+        assert "new probes cannot get an RRD file" in line
+        assert disk()["free_bytes"] < 4096
+
+        publish_late = wait_until_late_probe_refused(late, rrd)
+        # rrdcached still writes the existing files: they are updated in place.
+        wait_for(lambda: last_flushed() > filled_at + 1, 20, "node-1 still recorded")
+        assert get(base + "/probe/node-1/")[0] == 200
+        assert get(base + "/probe/late-1/")[0] == 404
+        assert assert_rrd_files_sound(rrd_dir) == 2
+
+        small_disk.free()
+        rrd.wait_output(f"rrd_dir {rrd_dir} is writable again (was full", 20)
+        assert disk()["state"] == "ok"
+        wait_for(
+            lambda: publish_late() or get(base + "/probe/late-1/")[0] == 200,
+            20,
+            "late-1 recorded once there is space",
+        )
+        flush(rrd_dir, cached.address)
+        assert assert_rrd_files_sound(rrd_dir) == 3
+        assert rrd.process.poll() is None
+        no_traceback(rrd)
+    finally:
+        late.close()
         cached.stop()
