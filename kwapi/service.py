@@ -30,7 +30,7 @@ common_opts = [
     cfg.BoolOpt(
         "verbose",
         default=False,
-        help="Log at DEBUG level, including every measurement handled "
+        help="Log at DEBUG level: retries, skipped readings and other details "
         "(kept from Kwapi; same as 'debug').",
     ),
 ]

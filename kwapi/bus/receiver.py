@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -55,6 +56,13 @@ class MessageValidator:
     accepted for its probe; it is out of window when it lies more than
     *window* seconds from *clock*.  When *verifier* is None, signatures are
     not checked and unsigned (two-frame) messages are accepted.
+
+    The last timestamps are forgotten once they are more than *window*
+    seconds older than *clock* (swept at most every *window*/2 seconds), so
+    that the table holds only probes heard from recently.  The newest
+    timestamp forgotten is kept: a message of a probe the table no longer
+    holds must be newer than it, so forgetting lets no replay through, even
+    if *clock* later goes back.
     """
 
     def __init__(
@@ -68,6 +76,14 @@ class MessageValidator:
         self._window = window
         self._clock = clock
         self._last_timestamp: dict[str, float] = {}
+        # The newest timestamp swept out of _last_timestamp, and when to sweep next.
+        self._forgotten_up_to = -math.inf
+        self._next_sweep = -math.inf
+
+    @property
+    def remembered_probes(self) -> int:
+        """How many probes' last timestamps the replay check holds."""
+        return len(self._last_timestamp)
 
     def check(self, frames: Sequence[bytes]) -> Measurement:
         """Return the measurement *frames* carry, or raise :class:`Rejected`."""
@@ -90,7 +106,8 @@ class MessageValidator:
                 "topic_mismatch",
                 f"topic {bytes(frames[0][:80])!r} does not match probe {measurement.probe_id!r}",
             )
-        skew = measurement.timestamp - self._clock()
+        now = self._clock()
+        skew = measurement.timestamp - now
         if abs(skew) > self._window:
             raise Rejected(
                 "out_of_window",
@@ -103,8 +120,26 @@ class MessageValidator:
                 f"probe {measurement.probe_id!r} timestamp {measurement.timestamp} "
                 f"is not newer than {last}",
             )
+        if last is None and measurement.timestamp <= self._forgotten_up_to:
+            # The probe may be one whose last timestamp was swept out.
+            raise Rejected(
+                "replay",
+                f"probe {measurement.probe_id!r} timestamp {measurement.timestamp} "
+                f"is not newer than {self._forgotten_up_to}, the newest one forgotten",
+            )
         self._last_timestamp[measurement.probe_id] = measurement.timestamp
+        if now >= self._next_sweep:
+            self._sweep(now)
         return measurement
+
+    def _sweep(self, now: float) -> None:
+        """Forget the probes last heard from more than the window before *now*."""
+        cutoff = now - self._window
+        table = self._last_timestamp
+        stale = [probe_id for probe_id, timestamp in table.items() if timestamp < cutoff]
+        for probe_id in stale:
+            self._forgotten_up_to = max(self._forgotten_up_to, table.pop(probe_id))
+        self._next_sweep = now + self._window / 2
 
 
 #: Upper bounds (seconds) of the delay histogram's buckets; a last one is unbounded.
@@ -180,6 +215,8 @@ class Receiver(threading.Thread):
     CURVE-encrypted.  *gather* is how long the thread sleeps once its queue
     is empty, so that a steady trickle of messages is taken in bursts (one
     wake-up per burst, not per message); it adds at most that much delay.
+    Rejections and handler errors are logged at most once per kind every
+    *log_period* seconds, the next line saying how many were left out.
     """
 
     POLL_MS = 200
@@ -198,6 +235,7 @@ class Receiver(threading.Thread):
         name: str = "receiver",
         curve: CurveClient | None = None,
         gather: float = GATHER_S,
+        log_period: float = 10.0,
     ) -> None:
         super().__init__(name=name, daemon=True)
         self.gather = gather
@@ -211,7 +249,7 @@ class Receiver(threading.Thread):
         self._context = context or zmq.Context.instance()
         self._stop_event = threading.Event()
         self._ready = threading.Event()
-        self._log = _RateLimitedLog(LOG)
+        self._log = _RateLimitedLog(LOG, log_period)
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Wait until the socket is connected and subscribed."""

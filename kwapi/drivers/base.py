@@ -5,13 +5,17 @@ implements :meth:`Driver.setup`, :meth:`Driver.read` and, if it holds a
 resource, :meth:`Driver.teardown`.  The base class paces readings, stamps,
 signs and publishes them, and survives a device that goes away: a
 :class:`DeviceError` (or an OSError) is logged once, the device is torn down
-and set up again with capped exponential backoff.  Any other exception is a
-bug: it ends the thread, and the driver manager restarts it.
+and set up again with capped exponential backoff.  A reading that is not a
+finite number (NaN, infinity) is not published: that probe's measurement is
+dropped, logged once until the probe reads finite numbers again, and the
+other probes go on.  Any other exception is a bug: it ends the thread, and
+the driver manager restarts it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +30,18 @@ LOG = logging.getLogger(__name__)
 
 class DeviceError(Exception):
     """The device cannot be reached or answered nonsense; worth retrying."""
+
+
+class SectionError(ValueError):
+    """What :meth:`Driver.validate` raises to name the key of the section at fault.
+
+    *key* is ``probes``, ``parameters`` or ``driver``; a plain ValueError
+    from ``validate`` is reported against ``parameters``.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class DriverParameters(pydantic.BaseModel):
@@ -87,7 +103,10 @@ class Driver(threading.Thread):
         self.stop_event = threading.Event()
         self.failure: BaseException | None = None
         self.published = 0
+        self.dropped = 0
         self.log = logging.LoggerAdapter(LOG, {"wattmeter": wattmeter})
+        # Probes whose last reading was dropped, with the meters that were not finite.
+        self._not_finite: dict[str, tuple[str, ...]] = {}
 
     # -- what subclasses implement -------------------------------------------
 
@@ -97,6 +116,8 @@ class Driver(threading.Thread):
 
         Called once before any thread starts, e.g. to check that the probe
         list fits the parameters or that a required library is installed.
+        Raise :class:`SectionError` to name the key at fault (a plain
+        ValueError names ``parameters``).
         """
 
     def setup(self) -> None:
@@ -112,9 +133,41 @@ class Driver(threading.Thread):
     # -- the loop ------------------------------------------------------------
 
     def publish(self, probe_id: str, meters: Mapping[str, float], timestamp: float) -> None:
-        """Stamp and publish one probe's meters."""
+        """Stamp and publish one probe's meters; drop them if one is not a finite number.
+
+        A dropped measurement is logged as a warning the first time, at debug
+        level while the same meters stay non-finite, and once more when the
+        probe reads finite numbers again.
+        """
+        not_finite = tuple(name for name, value in meters.items() if not _is_finite(value))
+        if not_finite:
+            self._drop(probe_id, meters, not_finite)
+            return
         self._publish(Measurement(probe_id, timestamp, dict(meters)))
         self.published += 1
+        if self._not_finite and self._not_finite.pop(probe_id, None) is not None:
+            self.log.warning(
+                "wattmeter %s: probe %s reads finite numbers again", self.wattmeter, probe_id
+            )
+
+    def _drop(
+        self, probe_id: str, meters: Mapping[str, object], not_finite: tuple[str, ...]
+    ) -> None:
+        self.dropped += 1
+        values = ", ".join(f"{name}={meters[name]!r:.40}" for name in not_finite)
+        if self._not_finite.get(probe_id) != not_finite:
+            self.log.warning(
+                "wattmeter %s: probe %s: dropping measurements with a meter that is not "
+                "a finite number (%s) until it reads finite numbers again",
+                self.wattmeter,
+                probe_id,
+                values,
+            )
+        else:
+            self.log.debug(
+                "wattmeter %s: probe %s: still not finite (%s)", self.wattmeter, probe_id, values
+            )
+        self._not_finite[probe_id] = not_finite
 
     def stop(self) -> None:
         """Ask the thread to stop after its current reading."""
@@ -177,3 +230,13 @@ class Driver(threading.Thread):
             self.teardown()
         except Exception as exc:
             self.log.warning("wattmeter %s: teardown failed: %r", self.wattmeter, exc)
+
+
+def _is_finite(value: object) -> bool:
+    """Tell whether *value* is a number the bus accepts: int or float, not bool, finite."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False

@@ -21,7 +21,7 @@ import stevedore
 
 from kwapi.bus.protocol import is_valid_probe_id
 from kwapi.config import ConfigError, Section
-from kwapi.drivers.base import Driver, DriverParameters
+from kwapi.drivers.base import Driver, DriverParameters, SectionError
 
 NAMESPACE = "kwapi.drivers"
 KNOWN_KEYS = ("driver", "probes", "parameters")
@@ -45,20 +45,46 @@ class Wattmeter:
         return self.driver_class(self.name, self.probe_ids, self.parameters, publish)
 
 
+def _named_drivers(names: Sequence[str], failures: list[str]) -> stevedore.NamedExtensionManager:
+    """A stevedore manager of the drivers *names*; load failures go to *failures*, unlogged."""
+
+    def failed(_manager: object, _entry_point: object, exc: BaseException) -> None:
+        failures.append(f"{type(exc).__name__}: {exc}")
+
+    return stevedore.NamedExtensionManager(
+        NAMESPACE,
+        names,
+        on_load_failure_callback=failed,
+        on_missing_entrypoints_callback=None,
+    )
+
+
 def available_drivers() -> list[str]:
-    """Return the names of the installed drivers."""
-    return sorted(stevedore.ExtensionManager(NAMESPACE).names())
+    """Return the names of the installed drivers, without importing any of them."""
+    return sorted(set(_named_drivers([], []).entry_points_names()))
 
 
 def load_driver_class(name: str) -> type[Driver]:
-    """Return the driver class registered under *name*; raise LookupError."""
-    try:
-        manager = stevedore.DriverManager(NAMESPACE, name, invoke_on_load=False)
-    except stevedore.exception.NoMatches:
-        raise LookupError(
-            f"unknown driver {name!r} (installed: {', '.join(available_drivers()) or 'none'})"
-        ) from None
-    return manager.driver
+    """Return the driver class registered under *name*; raise LookupError.
+
+    An unknown name, a module that fails to import, a name registered by
+    several packages and an entry point that is not a :class:`Driver`
+    subclass are LookupErrors with a one-line message; nothing is logged.
+    """
+    failures: list[str] = []
+    plugins = {extension.plugin for extension in _named_drivers([name], failures).extensions}
+    if failures:
+        raise LookupError(f"driver {name!r} cannot be loaded: {failures[0]}")
+    if not plugins:
+        installed = ", ".join(available_drivers()) or "none"
+        raise LookupError(f"unknown driver {name!r} (installed: {installed})")
+    if len(plugins) > 1:
+        found = ", ".join(sorted(f"{p.__module__}.{p.__qualname__}" for p in plugins))
+        raise LookupError(f"driver {name!r} is registered several times ({found})")
+    driver_class = plugins.pop()
+    if not (isinstance(driver_class, type) and issubclass(driver_class, Driver)):
+        raise LookupError(f"driver {name!r} ({driver_class!r}) is not a kwapi.drivers.base.Driver")
+    return driver_class
 
 
 def parse_wattmeters(sections: Sequence[Section]) -> list[Wattmeter]:
@@ -71,7 +97,8 @@ def parse_wattmeters(sections: Sequence[Section]) -> list[Wattmeter]:
             continue
         if section.name in seen:
             raise ConfigError(
-                f"wattmeter defined twice (also in {seen[section.name]})",
+                f"wattmeter section defined twice (also in {seen[section.name]}): "
+                "define each wattmeter in one file",
                 file=section.file,
                 section=section.name,
             )
@@ -93,7 +120,7 @@ def parse_wattmeters(sections: Sequence[Section]) -> list[Wattmeter]:
 
 
 def _parse_section(section: Section) -> Wattmeter:
-    def error(key: str | None, message: str) -> ConfigError:
+    def error(key: str, message: str) -> ConfigError:
         return ConfigError(message, file=section.file, section=section.name, key=key)
 
     for key in section.values:
@@ -138,8 +165,11 @@ def _parse_section(section: Section) -> Wattmeter:
         raise error(key, first["msg"].removeprefix("Value error, ")) from None
     try:
         driver_class.validate(tuple(probes), parameters)
+    except SectionError as exc:
+        key = exc.key if exc.key in KNOWN_KEYS else "parameters"
+        raise error(key, f"driver {driver_name}: {exc}") from None
     except ValueError as exc:
-        raise error(None, f"driver {driver_name}: {exc}") from None
+        raise error("parameters", f"driver {driver_name}: {exc}") from None
     return Wattmeter(
         section.name, driver_name, driver_class, tuple(probes), parameters, section.file
     )

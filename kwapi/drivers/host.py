@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pydantic
 
-from kwapi.drivers.base import DeviceError, Driver, DriverParameters, Readings
+from kwapi.drivers.base import DeviceError, Driver, DriverParameters, Readings, SectionError
 
 # Cloud Carbon Footprint, methodology appendix I, AWS averages (watts per vCPU).
 DEFAULT_IDLE_WATTS_PER_VCPU = 0.74
@@ -131,7 +131,9 @@ class HostDriver(Driver):
     @classmethod
     def validate(cls, probe_ids: Sequence[str | None], parameters: DriverParameters) -> None:
         if len(probe_ids) != 1 or probe_ids[0] is None:
-            raise ValueError("the Host driver estimates one machine: give exactly one probe")
+            raise SectionError(
+                "probes", "the Host driver estimates one machine: give exactly one probe"
+            )
         if not isinstance(parameters, HostParameters):
             return
         try:

@@ -1,5 +1,7 @@
 """The message validator and the receiver thread, over real ZeroMQ sockets."""
 
+import itertools
+import logging
 import threading
 import time
 
@@ -73,6 +75,53 @@ def test_rejected_message_does_not_advance_replay_state(validator):
     validator.check(signed(timestamp=NOW + 5))
 
 
+class SettableClock:
+    """A clock the test moves, forward or back."""
+
+    def __init__(self, now=NOW):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def test_replay_table_forgets_quiet_probes_without_letting_replays_through():
+    clock = SettableClock()
+    validator = MessageValidator(Verifier([SECRET]), window=300, clock=clock)
+    old = [signed(probe=f"p{n}", timestamp=NOW + n * 1e-3) for n in range(1000)]
+    for frames in old:
+        validator.check(frames)
+    assert validator.remembered_probes == 1000
+    # A sweep (due: the last was 299 s ago) forgets nothing still within the window.
+    clock.now = NOW + 299
+    validator.check(signed(probe="steady", timestamp=clock.now))
+    assert validator.remembered_probes == 1001
+    # Once the old probes are older than the window, the next sweep forgets them.
+    clock.now = NOW + 449
+    validator.check(signed(probe="steady", timestamp=clock.now))
+    assert validator.remembered_probes == 1
+    assert reason_of(validator, old[-1]) == "out_of_window"
+    # Even with this clock set back, the forgotten probes' messages stay replays...
+    clock.now = NOW
+    assert [reason_of(validator, frames) for frames in (old[0], old[-1])] == ["replay"] * 2
+    # ...while newer messages of those probes, and of new probes, are accepted.
+    validator.check(signed(probe="p999", timestamp=NOW + 1.5))
+    validator.check(signed(probe="new", timestamp=NOW + 1.5))
+    assert reason_of(validator, signed(probe="p999", timestamp=NOW + 1.5)) == "replay"
+
+
+def test_replay_table_is_swept_at_most_every_half_window():
+    clock = SettableClock()
+    validator = MessageValidator(Verifier([SECRET]), window=300, clock=clock)
+    validator.check(signed(probe="quiet", timestamp=NOW - 299))  # first check: a sweep
+    clock.now = NOW + 149
+    validator.check(signed(probe="other", timestamp=clock.now))
+    assert validator.remembered_probes == 2  # "quiet" is out of window, but no sweep is due
+    clock.now = NOW + 150
+    validator.check(signed(probe="other", timestamp=clock.now))
+    assert validator.remembered_probes == 1
+
+
 def test_without_verifier_unsigned_and_signed_messages_pass():
     validator = MessageValidator(None, clock=lambda: NOW)
     good = signed()
@@ -86,8 +135,10 @@ def endpoint(tmpdir_short):
     return f"ipc://{tmpdir_short}/bus"
 
 
-def start_receiver(endpoint, handler, probes=()):
-    receiver = Receiver([endpoint], handler, MessageValidator(Verifier([SECRET])), probes=probes)
+def start_receiver(endpoint, handler, probes=(), **options):
+    receiver = Receiver(
+        [endpoint], handler, MessageValidator(Verifier([SECRET])), probes=probes, **options
+    )
     receiver.start()
     assert receiver.wait_ready(5)
     return receiver
@@ -139,6 +190,53 @@ def test_receiver_thread_survives_garbage_and_counts_it(endpoint):
         receiver.join(5)
         publisher.close()
     assert not receiver.is_alive()
+
+
+def test_rejections_are_logged_once_per_reason_and_period_then_counted(endpoint, caplog):
+    caplog.set_level(logging.WARNING, logger="kwapi.bus.receiver")
+    period = 2.0  # the burst below takes milliseconds
+    forger = Publisher(endpoint, Signer("not-the-secret"))
+    receiver = start_receiver(endpoint, lambda measurement: None, log_period=period)
+    rejected = receiver.stats.rejected
+    stamps = itertools.count()
+
+    def forged():
+        return Measurement("A", time.time() + next(stamps) * 1e-6, {"w": 1})
+
+    def lines(reason):
+        return [m for m in caplog.messages if m.startswith(f"rejected message ({reason}:")]
+
+    try:
+        publish_until(forger, lambda: rejected["bad_signature"], forged)
+        first_logged_before = time.monotonic()
+        for _ in range(100):
+            forger.publish(forged())
+            with forger._lock:  # unsigned: another reason, limited on its own
+                forger._socket.send_multipart(forged().encode())
+        # The unsigned messages came after the forged ones: once they are all
+        # counted, so are the forged ones.
+        wait_for(lambda: rejected["unsigned"] == 100, 10, "every message counted")
+        forged_count = rejected["bad_signature"]
+        assert forged_count > 100
+        assert time.monotonic() < first_logged_before + period, "too slow to test"
+        assert lines("bad_signature") == [
+            "rejected message (bad_signature: signature does not match any secret)"
+        ]
+        assert lines("unsigned") == ["rejected message (unsigned: message has no signature frame)"]
+        # Once the period is over, the next rejection is logged with the count left out.
+        wait_for(lambda: time.monotonic() > first_logged_before + period, period + 1)
+        forger.publish(forged())
+        wait_for(lambda: len(lines("bad_signature")) == 2, 10, "a second line")
+        assert lines("bad_signature")[1] == (
+            "rejected message (bad_signature: signature does not match any secret) "
+            f"({forged_count - 1} more like this since the last report)"
+        )
+        assert len(lines("unsigned")) == 1
+        assert receiver.is_alive()
+    finally:
+        receiver.stop()
+        receiver.join(5)
+        forger.close()
 
 
 def test_handler_errors_are_counted_not_fatal(endpoint):

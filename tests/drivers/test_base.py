@@ -1,11 +1,13 @@
 """The driver base class: pacing, publishing, and surviving a device that goes away."""
 
+import itertools
 import logging
 import threading
 
 import pytest
 
 from kwapi.drivers.base import Backoff, DeviceError, Driver, DriverParameters
+from tests.drivers.running import driver_thread, warnings_about
 from tests.helpers import wait_for
 
 
@@ -94,6 +96,78 @@ def test_device_going_away_is_logged_once_and_recovered(caplog):
     assert sum("no such device" in w for w in warnings) == 1
     assert any("device is back" in w for w in warnings)
     assert driver.failure is None and device.opens == 2
+
+
+class FlakyProbeDriver(Driver):
+    """Probes A and B; while ``a_broken`` is set, A's watts are NaN or infinite.
+
+    Meter ``n`` numbers the readings; ``broken_reads`` lists those where A was bad.
+    """
+
+    def setup(self):
+        self.a_broken = threading.Event()
+        self.broken_reads: list[int] = []
+        self.reads = itertools.count(1)
+
+    def read(self):
+        n = next(self.reads)
+        a_watts = 100.0
+        if self.a_broken.is_set():
+            self.broken_reads.append(n)
+            a_watts = float("nan") if n % 2 else float("inf")
+        return {"A": {"w": a_watts, "volts": 230.0, "n": n}, "B": {"w": 50.0, "n": n}}
+
+
+def test_a_non_finite_reading_drops_that_probe_only_and_is_logged_once(bus, caplog):
+    publisher, client = bus
+    caplog.set_level(logging.DEBUG, logger="kwapi.drivers.base")
+    driver = FlakyProbeDriver(
+        "meter", ["A", "B"], DriverParameters(interval=0.02), publisher.publish
+    )
+    with driver_thread(driver):
+        wait_for(lambda: {m.probe_id for m in client.collect(2)} == {"A", "B"}, 10, "A and B")
+        driver.a_broken.set()
+        wait_for(lambda: len(driver.broken_reads) >= 1, 10, "a bad reading of A")
+        received = []
+        wait_for(
+            lambda: (
+                received.append(client.receive())
+                or sum(m.probe_id == "B" and m.meters["n"] in driver.broken_reads for m in received)
+                >= 6
+            ),
+            10,
+            "B's measurements while A reads NaN and infinity",
+        )
+        driver.a_broken.clear()
+        wait_for(
+            lambda: (
+                received.append(client.receive())
+                or any(
+                    m.probe_id == "A" and m.meters["n"] > driver.broken_reads[-1] for m in received
+                )
+            ),
+            10,
+            "A's measurements once its readings are finite again",
+        )
+        assert driver.is_alive()
+    broken = set(driver.broken_reads)
+    # Nothing of A (not even its finite meter) went out while it was bad; B lost nothing.
+    assert not [m for m in received if m.probe_id == "A" and m.meters["n"] in broken]
+    b_reads = [int(m.meters["n"]) for m in received if m.probe_id == "B"]
+    assert b_reads == list(range(b_reads[0], b_reads[-1] + 1))
+    assert not client.rejected
+    assert driver.dropped == len(broken) and driver.failure is None
+    # One warning for the whole outage (NaN and infinity alike), one when it ends.
+    dropping = warnings_about(caplog, "dropping measurements")
+    assert dropping == [
+        "wattmeter meter: probe A: dropping measurements with a meter that is not a finite "
+        f"number (w={float('nan') if min(broken) % 2 else float('inf')!r}) "
+        "until it reads finite numbers again"
+    ]
+    assert warnings_about(caplog, "A reads finite numbers again") == [
+        "wattmeter meter: probe A reads finite numbers again"
+    ]
+    assert caplog.text.count("still not finite") == len(broken) - 1
 
 
 def test_a_bug_ends_the_thread_and_is_recorded():

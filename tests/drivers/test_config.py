@@ -1,10 +1,15 @@
 """drivers.conf wattmeter sections: parsing and the errors they give."""
 
+from pathlib import Path
+
 import pytest
+import stevedore
 
 from kwapi.config import ConfigError, Section
-from kwapi.drivers.config import parse_wattmeters
+from kwapi.drivers.config import available_drivers, parse_wattmeters
 from kwapi.drivers.dummy import DummyDriver
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
 
 
 def section(name="Meter", file="drivers.conf", **values):
@@ -93,11 +98,60 @@ def test_probe_ids_are_unique_across_wattmeters():
     )
 
 
-def test_wattmeter_defined_in_two_files_is_an_error():
-    with pytest.raises(ConfigError, match="defined twice"):
+def test_wattmeter_defined_in_two_files_is_an_error_naming_the_second_one():
+    with pytest.raises(ConfigError) as caught:
         parse_wattmeters(
             [
                 section(driver="Dummy", probes="['A']"),
                 section(file="b.conf", driver="Dummy", probes="['B']"),
             ]
         )
+    assert (caught.value.file, caught.value.section) == ("b.conf", "Meter")
+    assert str(caught.value) == (
+        "b.conf: [Meter] wattmeter section defined twice (also in drivers.conf): "
+        "define each wattmeter in one file"
+    )
+
+
+@pytest.fixture
+def extra_drivers(monkeypatch):
+    """The fixture packages of drivers (one that loads, one that does not) on sys.path."""
+    monkeypatch.syspath_prepend(str(FIXTURES / "extra_drivers"))
+    monkeypatch.syspath_prepend(str(FIXTURES / "broken_drivers"))
+    # stevedore keeps each namespace's entry points for the life of the process.
+    monkeypatch.setattr(stevedore.ExtensionManager, "ENTRY_POINT_CACHE", {})
+
+
+def test_a_driver_that_cannot_be_imported_is_a_one_line_error(extra_drivers, caplog):
+    assert {"Broken", "OneProbe", "Dummy"} <= set(available_drivers())
+    with pytest.raises(ConfigError) as caught:
+        parse_wattmeters([section(driver="Broken", probes="['A']")])
+    assert str(caught.value) == (
+        "drivers.conf: [Meter] driver: driver 'Broken' cannot be loaded: "
+        "ModuleNotFoundError: No module named 'kwapi_missing_dependency'"
+    )
+    # A broken package does not stop the others from loading, and nothing was logged.
+    [meter] = parse_wattmeters([section(driver="OneProbe", probes="['A']")])
+    assert meter.driver_class.__name__ == "OneProbeDriver"
+    assert not caplog.records
+
+
+@pytest.mark.parametrize(
+    ("probes", "parameters", "expected"),
+    [
+        (
+            "['A', 'B']",
+            "{}",
+            "probes: driver OneProbe: this meter measures one outlet: give exactly one probe",
+        ),
+        (
+            "['A']",
+            "{'interval': 0.5}",
+            "parameters: driver OneProbe: this meter cannot be read more than once a second",
+        ),
+    ],
+)
+def test_refusals_of_validate_name_the_key(extra_drivers, probes, parameters, expected):
+    with pytest.raises(ConfigError) as caught:
+        parse_wattmeters([section(driver="OneProbe", probes=probes, parameters=parameters)])
+    assert str(caught.value) == f"drivers.conf: [Meter] {expected}"

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from tests.drivers.running import config_error_line
-from tests.helpers import SECRET, wait_for, write_config
+from tests.helpers import SECRET, run_command, wait_for, write_config
+from tests.plugins.api.running import api_config, get_json, start_api
 
 EXTRA_DRIVERS = str(Path(__file__).parent.parent / "fixtures" / "extra_drivers")
+BROKEN_DRIVERS = str(Path(__file__).parent.parent / "fixtures" / "broken_drivers")
 
 
 def drivers_conf(directory, endpoint, body, signing=True):
@@ -115,10 +117,6 @@ def test_driver_from_another_package_is_restarted_after_a_crash(tmpdir_short, da
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        (
-            "[M]\ndriver = Nope\nprobes = ['A']\n",
-            "[M] driver: unknown driver 'Nope' (installed: ",
-        ),
         ("[M]\ndriver = Dummy\nprobes = ['A', \n", "[M] probes: not a Python literal"),
         ("[M\ndriver = Dummy\n", "cannot parse"),
         ("[M]\ndriver = Dummy\nprobes = A, B\n", "[M] probes: not a Python literal"),
@@ -142,6 +140,60 @@ def test_bad_configuration_exits_2_with_one_line(tmpdir_short, body, expected):
     assert expected in line
     if expected not in ("no wattmeter section",):
         assert str(conf) in line
+
+
+@pytest.mark.parametrize(
+    ("driver", "expected"),
+    [
+        ("Nope", "unknown driver 'Nope' (installed: Broken, Crashing, Dummy, "),
+        (
+            "Broken",
+            "driver 'Broken' cannot be loaded: "
+            "ModuleNotFoundError: No module named 'kwapi_missing_dependency'",
+        ),
+    ],
+)
+def test_driver_that_cannot_be_loaded_exits_2_with_one_line_and_logs_nothing(
+    tmpdir_short, monkeypatch, driver, expected
+):
+    paths = [BROKEN_DRIVERS, EXTRA_DRIVERS, os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(path for path in paths if path))
+    conf = drivers_conf(
+        tmpdir_short, f"ipc://{tmpdir_short}/d", f"\n[M]\ndriver = {driver}\nprobes = ['A']\n"
+    )
+    result = run_command("kwapi-drivers", "--config-file", str(conf))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"kwapi-drivers: error: {conf}: [M] driver: {expected}")
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stdout == ""  # no stevedore warning, no traceback
+
+
+def test_watch_probe_gives_kwapi_api_exactly_that_probe(tmpdir_short, daemon):
+    endpoint = f"ipc://{tmpdir_short}/drivers"
+    sections = """
+    [Rack]
+    driver = Dummy
+    probes = ['node-1', 'node-10', 'node-2']
+    parameters = {'interval': 0.05}
+    """
+    daemon("kwapi-drivers", "--config-file", str(drivers_conf(tmpdir_short, endpoint, sections)))
+    api = start_api(daemon, tmpdir_short, probes_endpoint=endpoint, watch_probe="node-1")
+    # Each reading publishes node-1, node-10 and node-2 in that order: by the
+    # time node-1 arrived 5 times, the others had 4 chances to arrive too.
+    wait_for(lambda: api.accepted() >= 5, 20, "five measurements of node-1")
+    assert set(get_json(api.url + "/v1/probes/")["probes"]) == {"node-1"}
+    receiver = api.healthz()["receiver"]
+    assert sum(receiver["rejected"].values()) == 0  # filtered by the subscription
+    assert api.process.stop() == 0
+
+
+def test_invalid_watch_probe_exits_2_with_one_line(tmpdir_short):
+    conf = api_config(tmpdir_short, watch_probe="node-1, a/b")
+    result = run_command("kwapi-api", "--config-file", str(conf))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"kwapi-api: error: {conf}: [DEFAULT] watch_probe: invalid probe id 'a/b'\n"
+    )
 
 
 @pytest.mark.parametrize(

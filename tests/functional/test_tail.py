@@ -10,8 +10,11 @@ from kwapi.bus.signing import Signer
 from tests.helpers import SECRET, VENV_BIN
 
 
-def run_tail(endpoint, *args, publisher, count=3):
-    """Run `kwapi tail` while publishing until it has printed *count* lines."""
+def run_tail(endpoint, *args, publisher, count=3, probes=("node-1",)):
+    """Run `kwapi tail` while publishing until it has printed *count* lines.
+
+    Each round publishes one measurement of each of *probes*, in order.
+    """
     process = subprocess.Popen(
         [
             str(VENV_BIN / "kwapi"),
@@ -31,7 +34,8 @@ def run_tail(endpoint, *args, publisher, count=3):
     n = 0
     while process.poll() is None:
         n += 1
-        publisher.publish(Measurement("node-1", time.time(), {"w": 100.0 + n, "fps": 25}))
+        for probe in probes:
+            publisher.publish(Measurement(probe, time.time(), {"w": 100.0 + n, "fps": 25}))
         time.sleep(0.05)
     out, err = process.communicate(5)
     assert process.returncode == 0, err
@@ -66,10 +70,22 @@ def test_tail_filters_by_probe_and_rejects_bad_ids(tmpdir_short):
     endpoint = f"ipc://{tmpdir_short}/drv"
     publisher = Publisher(endpoint, Signer(SECRET))
     try:
-        lines = run_tail(endpoint, "--probe", "node-1", publisher=publisher, count=2)
+        # node-1 comes last in each round: any other probe let through would
+        # be printed before it.
+        lines = run_tail(
+            endpoint,
+            "--probe",
+            "node-1",
+            "--secret",
+            SECRET,
+            publisher=publisher,
+            count=4,
+            probes=("node-10", "node-2", "node-1"),
+        )
     finally:
         publisher.close()
-    assert all(line.startswith("node-1 ") for line in lines)
+    assert len(lines) == 4
+    assert all(line.startswith("node-1 ") for line in lines), lines
     result = subprocess.run(
         [str(VENV_BIN / "kwapi"), "tail", "--endpoint", endpoint, "--probe", "a b"],
         capture_output=True,
