@@ -17,8 +17,10 @@ power     gauge       W      the probe's w
 The resource id is the probe id, the timestamp kwapi's (ISO 8601, UTC; also
 kept in the ``measured_at`` metadata, since the agent may restamp samples
 with its polling time). A probe whose fields are missing or not numbers is
-skipped with a warning; an endpoint that cannot be read gives no samples and
-an error line, never an exception out of the poll.
+skipped with a warning, except a probe without ``w`` (one that never sent
+power, such as a stream), which simply gives no power sample; an endpoint
+that cannot be read gives no samples and an error line, never an exception
+out of the poll.
 """
 
 from __future__ import annotations
@@ -114,6 +116,8 @@ class _KwapiPollster(plugin_base.PollsterBase):
     meter_type: str
     unit: str
     field: str
+    #: A probe without *field* is skipped quietly rather than with a warning.
+    field_optional: bool = False
 
     def setup_environment(self) -> None:
         options.register(self.conf)
@@ -146,6 +150,15 @@ class _KwapiPollster(plugin_base.PollsterBase):
     def _sample(self, endpoint: str, probe_id: str, fields: object) -> sample.Sample | None:
         if not isinstance(fields, dict):
             LOG.warning("kwapi: skipping probe %r of %s: not an object", probe_id, endpoint)
+            return None
+        if self.field not in fields and self.field_optional:
+            LOG.debug(
+                "kwapi: probe %r of %s has no %r: no %s sample",
+                probe_id,
+                endpoint,
+                self.field,
+                self.name,
+            )
             return None
         volume = _number(fields.get(self.field))
         timestamp = iso_timestamp(fields.get("timestamp"))
@@ -189,3 +202,6 @@ class PowerPollster(_KwapiPollster):
     meter_type = sample.TYPE_GAUGE
     unit = "W"
     field = "w"
+    # kwapi-api serves probes that never sent power (a stream probe) without
+    # ``w``: normal, not worth a warning every polling cycle.
+    field_optional = True

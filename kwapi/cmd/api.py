@@ -30,6 +30,10 @@ PROG = "kwapi-api"
 LOG = logging.getLogger(PROG)
 
 
+#: The signals that stop the daemon, saving the state first.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 class _Stop(SystemExit):
     """Raised in the main thread by SIGTERM/SIGINT to leave the server loop."""
 
@@ -127,11 +131,15 @@ def serve(argv: list[str] | None = None) -> int:
 
     def leave(signum: int, _frame: object) -> None:
         LOG.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
-        raise _Stop(0)
+        if not stop.is_set():  # a second signal must not escape the shutdown below
+            stop.set()
+            raise _Stop(0)
 
-    previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     try:
+        # Installed inside the try: a signal right after one is installed is a _Stop here.
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, leave)
         if not stop.is_set():
             LOG.info(
                 "serving the API on http://%s:%s/v1/ (auth: %s)",
@@ -165,8 +173,13 @@ def _shutdown(
     saver.stop()
     try:
         count = store.save(collector.records(), energy.export())
-    except OSError as exc:
-        LOG.error("cannot save state to %s at exit: %s", store.path, exc)
+    except Exception as exc:  # OSError, ValueError (a number JSON cannot hold), any other
+        LOG.error(
+            "cannot save state to %s at exit (%s: %s); it keeps the last state saved",
+            store.path,
+            type(exc).__name__,
+            exc,
+        )
         return
     LOG.info(
         "stopped; state of %d probe(s) saved to %s (%d accepted, %d rejected)",

@@ -25,6 +25,7 @@ answer "how much over the last N seconds".
 from __future__ import annotations
 
 import bisect
+import math
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -35,7 +36,7 @@ from oslo_config import cfg
 
 from kwapi.bus.protocol import Measurement, is_valid_probe_id
 from kwapi.config import ConfigError
-from kwapi.plugins.energy import POWER_METER, integrate
+from kwapi.plugins.energy import JOULES_PER_KWH, POWER_METER, integrate
 
 SHARE_MODES = ("pixels", "bitrate", "equal")
 #: Stream meters published by the Ffprobe driver.
@@ -348,10 +349,14 @@ class StreamEnergy:
                 seconds = at - host.power_timestamp
                 if seconds <= 0:
                     return
-                if seconds > self.max_gap:
+                total = host.kwh + integrate(host.streaming_w, streaming_w, seconds)
+                # An interval whose energy would overflow is skipped like a gap:
+                # the counter stays finite, and so do the streams' (each share
+                # is at most the host's).
+                if seconds > self.max_gap or not math.isfinite(total * JOULES_PER_KWH):
                     host.gaps += 1
                 else:
-                    host.kwh += integrate(host.streaming_w, streaming_w, seconds)
+                    host.kwh = total
                     for stream in streams:
                         added = integrate(host.stream_w.get(stream, 0.0), new_w[stream], seconds)
                         self._stream_kwh[stream] = self._stream_kwh.get(stream, 0.0) + added

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import subprocess
 
 import pytest
@@ -234,6 +235,23 @@ def test_gaps_and_stale_streams_are_not_integrated():
     feed(collector, energy, Measurement("enc", T0 + 41, {"w": 900.0}))
     energy.observe(Measurement("enc", T0 + 40, {"w": 900.0}))
     assert energy.host("enc").w == 100.0
+
+
+def test_an_overflowing_interval_is_skipped_and_every_counter_stays_finite():
+    collector, energy = tracked()
+    feed(collector, energy, Measurement("hd", T0, HD))
+    feed(collector, energy, Measurement("enc", T0, {"w": 1.7e308}))
+    feed(collector, energy, Measurement("hd", T0 + 5, HD))
+    feed(collector, energy, Measurement("enc", T0 + 10, {"w": 1.7e308}))
+    host = energy.host("enc")
+    assert host.gaps == 1 and host.kwh == 0.0
+    assert energy.stream_kwh("hd") == 0.0
+    # The state stays saveable as strict JSON.
+    json.dumps(energy.export(), allow_nan=False)
+    feed(collector, energy, Measurement("enc", T0 + 20, {"w": 100.0}))
+    feed(collector, energy, Measurement("hd", T0 + 21, HD))
+    feed(collector, energy, Measurement("enc", T0 + 30, {"w": 100.0}))
+    assert math.isfinite(energy.host("enc").kwh) and energy.stream_kwh("hd") > 0.0
 
 
 def test_energy_over_a_period_from_checkpoints():

@@ -2,11 +2,14 @@
 
 Every error, including unknown routes and wrong methods, is answered with a
 JSON body ``{"error": {"code", "title", "message"}}``; a path missing its
-trailing slash is redirected to the one with it.
+trailing slash is redirected (308) to the one with it, with a JSON body
+``{"redirect": {"code", "title", "location"}}``, and a wrong method on it
+is a 405 as on the path with the slash.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 from collections.abc import Callable
@@ -14,6 +17,8 @@ from collections.abc import Callable
 from flask import Flask, Response, jsonify, request, url_for
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound
+from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.routing import RequestRedirect
 
 from kwapi.plugins.api.collector import Collector
 from kwapi.plugins.api.stream_views import DEFAULT_PERIOD, MAX_PERIOD, StreamViews
@@ -33,6 +38,16 @@ def error_body(code: int, title: str, message: str) -> dict:
     return {"error": {"code": code, "title": title, "message": message}}
 
 
+def redirect_response(redirect: RequestRedirect) -> Response:
+    """*redirect* (a 308 to the path with its trailing slash) with a JSON body."""
+    title = HTTP_STATUS_CODES.get(redirect.code, "Redirect")
+    body = {"redirect": {"code": redirect.code, "title": title, "location": redirect.new_url}}
+    response = jsonify(body)
+    response.status_code = redirect.code
+    response.headers["Location"] = redirect.new_url
+    return response
+
+
 def create_app(
     collector: Collector,
     receiver_status: StatusSource,
@@ -48,6 +63,19 @@ def create_app(
     app = Flask("kwapi.api")
     app.json.sort_keys = False
     app.json.compact = True
+
+    @app.before_request
+    def routing_in_json() -> Response | None:
+        # Flask answers a redirect with werkzeug's HTML page, past the error
+        # handlers, and a wrong method on a path missing its slash with a 404.
+        routed = request.routing_exception
+        if isinstance(routed, RequestRedirect):
+            return redirect_response(routed)
+        if isinstance(routed, NotFound) and not request.path.endswith("/"):
+            # MethodNotAllowed propagates: the slashed path is a route, not for this method.
+            with contextlib.suppress(NotFound, RequestRedirect):
+                app.create_url_adapter(request).match(request.path + "/", method=request.method)
+        return None
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

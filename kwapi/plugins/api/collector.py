@@ -1,21 +1,25 @@
 """The energy collector: each probe's latest readings and the energy it has used.
 
 Energy is integrated on the drivers' timestamps with the trapezoidal rule, so
-bus delays do not bend it.  One thread (the receiver) writes; any number of
-threads read.  Records are immutable: the writer replaces a probe's record
-in one dictionary assignment and, when a probe appears, swaps in a new
-dictionary, so a reader never sees half an update and never takes a lock.
+bus delays do not bend it; a negative reading counts as 0 W there, and an
+interval that would make the counter overflow is skipped as a gap, so the
+counter never decreases and stays finite.  One thread (the receiver)
+writes; any number of threads read.  Records are immutable: the writer
+replaces a probe's record in one dictionary assignment and, when a probe
+appears, swaps in a new dictionary, so a reader never sees half an update
+and never takes a lock.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import NamedTuple
 
 from kwapi.bus.protocol import Measurement
-from kwapi.plugins.energy import POWER_METER, integrate
+from kwapi.plugins.energy import JOULES_PER_KWH, POWER_METER, integrate
 
 SECONDS_PER_HOUR = 3600.0
 #: A measurement with this meter at 0 (a stream that is down) replaces every
@@ -35,7 +39,8 @@ class ProbeRecord(NamedTuple):
     watts; a measurement with ``up`` = 0 clears all but ``w``), ``kwh``
     the energy integrated since the probe was first seen,
     ``power_timestamp`` the driver time of the last ``w`` reading and
-    ``gaps`` how many intervals were longer than ``max_gap`` and skipped.
+    ``gaps`` how many intervals were skipped: longer than ``max_gap``, or
+    with an energy that would make ``kwh`` (or its joules) overflow.
     (A named tuple rather than a frozen dataclass: it is built for every
     measurement, and a tuple is built twice as fast.)
     """
@@ -109,10 +114,11 @@ class Collector:
             w_old = old.meters.get(POWER_METER)
             if w_old is not None and power_timestamp is not None:
                 seconds = measurement.timestamp - power_timestamp
-                if seconds > self.max_gap:
+                total = kwh + integrate(w_old, w_new, seconds)
+                if seconds > self.max_gap or not math.isfinite(total * JOULES_PER_KWH):
                     gaps += 1
                 else:
-                    kwh += integrate(w_old, w_new, seconds)
+                    kwh = total
             power_timestamp = measurement.timestamp
         if meters.get(UP_METER) == 0:
             kept = {POWER_METER: old.meters[POWER_METER]} if POWER_METER in old.meters else {}

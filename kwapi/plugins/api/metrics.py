@@ -79,7 +79,7 @@ class KwapiMetrics(PrometheusCollector):
         )
         gaps = CounterMetricFamily(
             "kwapi_energy_gaps",
-            "Intervals longer than max_gap that were left out of the probe's energy.",
+            "Intervals left out of the probe's energy: longer than max_gap, or overflowing.",
             labels=["probe"],
         )
         others: dict[str, GaugeMetricFamily] = {}

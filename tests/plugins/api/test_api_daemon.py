@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
+import math
+import os
 import signal
 import socket
 import threading
@@ -11,9 +14,15 @@ import time
 from pathlib import Path
 
 import pytest
+import waitress
 from prometheus_client.parser import text_string_to_metric_families
 
 from kwapi.bus.protocol import Measurement
+from kwapi.bus.receiver import MessageValidator, Receiver
+from kwapi.cmd.api import _shutdown
+from kwapi.plugins.api.collector import Collector, ProbeRecord
+from kwapi.plugins.api.state import PeriodicSaver, StateStore
+from kwapi.plugins.streams import StreamEnergy, StreamMap
 from tests.helpers import run_command, wait_for, write_config
 from tests.plugins.api.running import (
     bus_publisher,
@@ -190,6 +199,77 @@ def test_sigterm_saves_state_and_restart_continues_the_counter(daemon, tmpdir_sh
     assert total == pytest.approx(first_kwh + kwh(1000, 2000, 10))
     assert again.process.stop() == 0
     publisher.close()
+
+
+def strict_json(body: bytes) -> dict:
+    """Decode *body*, failing on Infinity and NaN, which are not JSON."""
+
+    def refuse(constant: str) -> float:
+        raise AssertionError(f"{constant} in {body[:200]!r}")
+
+    return json.loads(body, parse_constant=refuse)
+
+
+def test_huge_power_keeps_the_json_valid_and_the_state_saved(daemon, tmpdir_short):
+    # 1.7e308 W is finite, so the bus accepts it, but two of them overflow a trapezoid.
+    api = start_api(daemon, tmpdir_short, state_save_interval=3600)
+    publisher = bus_publisher(api.bus)
+    t0 = time.time() - 30
+    publish_first(api, publisher, Measurement("huge", t0, {"w": 1.7e308}))
+    base = api.accepted()
+    publisher.publish(Measurement("huge", t0 + 10, {"w": 1.7e308}))
+    wait_for(lambda: api.accepted() == base + 1, 20)
+
+    probes = strict_json(request("GET", api.url + "/v1/probes/").body)["probes"]
+    assert probes["huge"] == {"timestamp": t0 + 10, "kwh": 0.0, "w": 1.7e308}
+    families = {
+        f.name: f
+        for f in text_string_to_metric_families(request("GET", api.url + "/metrics").body.decode())
+    }
+    gaps = [s.value for s in families["kwapi_energy_gaps"].samples if s.name.endswith("_total")]
+    assert gaps == [1.0]
+
+    assert api.process.stop() == 0
+    output = api.process.output()
+    assert "stopped; state of 1 probe(s) saved" in output
+    assert "Traceback" not in output and "cannot save" not in output
+    saved = strict_json(api.state_file.read_bytes())["probes"]["huge"]
+    assert saved["kwh"] == 0.0 and saved["gaps"] == 1
+    publisher.close()
+
+
+def test_a_final_save_that_fails_is_one_log_line_not_a_traceback(tmpdir_short, caplog):
+    # A record JSON cannot hold makes the final save raise ValueError, not OSError.
+    state = StateStore(f"{tmpdir_short}/state.json")
+    state.save([ProbeRecord("p", 1.0, 0.5)])
+    previous = Path(state.path).read_bytes()
+    collector = Collector(records=[ProbeRecord("p", 2.0, math.inf)])
+    receiver = Receiver([f"ipc://{tmpdir_short}/bus"], collector.add, MessageValidator(None))
+    receiver.start()
+    assert receiver.wait_ready(10)
+    server = waitress.create_server(lambda environ, start: [], host="127.0.0.1", port=0)
+    saver = PeriodicSaver(state, collector.records, 3600)
+    energy = StreamEnergy(StreamMap(), collector.latest)
+    with caplog.at_level(logging.INFO, logger="kwapi-api"):
+        _shutdown(server, receiver, saver, state, collector, energy)
+    assert not receiver.is_alive()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    message = errors[0].getMessage()
+    assert "cannot save state" in message and "ValueError" in message and "\n" not in message
+    assert errors[0].exc_info is None  # no traceback
+    assert Path(state.path).read_bytes() == previous
+    assert sorted(os.listdir(tmpdir_short)) == ["state.json"]
+
+
+def test_signals_in_a_burst_still_save_and_exit_cleanly(daemon, tmpdir_short):
+    api = start_api(daemon, tmpdir_short)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGTERM):
+        api.process.signal(signum)
+    assert api.process.process.wait(20) == 0
+    output = api.process.output()
+    assert "stopped; state of 0 probe(s) saved" in output
+    assert "Traceback" not in output
 
 
 def test_kill_9_loses_at_most_state_save_interval(daemon, tmpdir_short):

@@ -123,14 +123,61 @@ def test_wrong_method_is_json_405_with_allow(setup):
     assert_error(client.put("/v1/"), 405)
 
 
-def test_missing_trailing_slash_redirects(setup):
+def test_wrong_method_on_a_path_missing_its_slash_is_405_too(setup):
+    client, *_ = setup
+    for method, path in [
+        ("POST", "/v1/probes"),
+        ("POST", "/v1"),
+        ("DELETE", "/v1/probes/gpu-0"),
+        ("PUT", "/v1/probes/gpu-0/w"),
+        ("POST", "/v1/probes/nope"),  # what a route would take, even for an unknown probe
+    ]:
+        slashed = client.open(path + "/", method=method)
+        response = client.open(path, method=method)
+        assert_error(response, 405)
+        assert response.headers["Allow"] == slashed.headers["Allow"], (method, path)
+        assert "GET" in response.headers["Allow"]
+    # Paths that are no route, with or without the slash, stay 404.
+    assert_error(client.post("/nowhere"), 404)
+    assert_error(client.post("/v1/probes/gpu-0/w/extra"), 404)
+    assert_error(client.post("/healthz/"), 404)
+
+
+def test_missing_trailing_slash_redirects_with_a_json_body(setup):
     client, *_ = setup
     for path in ("/v1", "/v1/probes", "/v1/probe-ids", "/v1/probes/gpu-0", "/v1/probes/gpu-0/w"):
         response = client.get(path)
-        assert response.status_code in (301, 308), path
-        assert response.headers["Location"].endswith(path + "/")
+        assert response.status_code == 308, path
+        location = response.headers["Location"]
+        assert location == "http://localhost" + path + "/"
+        assert response.mimetype == "application/json"
+        assert response.get_json() == {
+            "redirect": {"code": 308, "title": "Permanent Redirect", "location": location}
+        }
+    query = client.get("/v1/stream-hosts?period=60")
+    assert query.headers["Location"] == "http://localhost/v1/stream-hosts/?period=60"
+    assert query.get_json()["redirect"]["location"] == query.headers["Location"]
+    head = client.head("/v1/probes")
+    assert head.status_code == 308 and head.headers["Location"].endswith("/v1/probes/")
     followed = client.get("/v1/probes/gpu-0/w", follow_redirects=True)
     assert followed.get_json() == {"gpu-0": {"w": 250.0}}
+
+
+def test_negative_power_is_served_as_sent_and_adds_no_energy(setup):
+    client, collector, _, _, now = setup
+    before = client.get("/v1/probes/node-1/kwh/").get_json()["node-1"]["kwh"]
+    collector.add(Measurement("node-1", now - 0.5, {"w": -40.0}))
+    served = client.get("/v1/probes/node-1/").get_json()["node-1"]
+    assert served == {
+        "timestamp": now - 0.5,
+        "kwh": pytest.approx(before + 200.0 / 2 * 0.5 / 3.6e6),  # 200 W down to 0 W
+        "w": -40.0,
+    }
+    collector.add(Measurement("node-1", now - 0.25, {"w": -40.0}))
+    assert client.get("/v1/probes/node-1/kwh/").get_json()["node-1"]["kwh"] == served["kwh"]
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    watts = {s.labels["probe"]: s.value for s in families["kwapi_power_watts"].samples}
+    assert watts["node-1"] == -40.0
 
 
 def test_internal_error_is_json_500(setup):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 
@@ -239,3 +240,67 @@ def test_a_stream_that_goes_down_keeps_no_stale_meters():
     assert dict(c.get("box").meters) == {"w": 100.0, "up": 0}
     c.add(Measurement("box", T0 + 20, {"w": 100.0}))
     assert c.get("box").kwh == pytest.approx(integrate(100.0, 100.0, 20))
+
+
+def test_negative_power_counts_as_zero_energy_but_is_served_as_sent():
+    c = Collector(max_gap=120.0, clock=Clock(T0 + 40))
+    c.add(m("p", T0, w=100.0))
+    c.add(m("p", T0 + 10, w=-300.0))  # counts as 0 W: a triangle from 100 W to 0
+    assert c.get("p").w == -300.0
+    assert c.get("p").kwh == pytest.approx(integrate(100.0, 0.0, 10))
+    before = c.get("p").kwh
+    c.add(m("p", T0 + 20, w=-50.0))
+    assert c.get("p").kwh == before
+    assert c.get("p").as_api()["w"] == -50.0
+    c.add(m("p", T0 + 30, w=200.0))
+    assert c.get("p").kwh == pytest.approx(before + integrate(0.0, 200.0, 10))
+    assert integrate(-100.0, -100.0, 60.0) == 0.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(min_value=-1e6, max_value=1e6), min_size=2, max_size=30))
+def test_energy_never_decreases_whatever_the_readings(readings):
+    c = Collector(max_gap=120.0, clock=lambda: T0)
+    kwh = []
+    for step, w in enumerate(readings):
+        c.add(m("p", T0 - 1000 + step, w=w))
+        kwh.append(c.records()[0].kwh)
+    assert kwh == sorted(kwh)
+    assert c.records()[0].w == readings[-1]
+
+
+@pytest.mark.parametrize(
+    "readings",
+    [
+        [1.7e308, 1.7e308],  # the second trapezoid's sum overflows
+        [5e307] * 5,  # each interval is finite; the fifth makes the total joules overflow
+    ],
+)
+def test_an_interval_whose_energy_overflows_is_a_gap_and_kwh_stays_finite(readings):
+    c = Collector(max_gap=120.0, clock=Clock(T0 + 100))
+    c.add(m("p", T0, w=100.0))
+    c.add(m("p", T0 + 36, w=100.0))
+    integrated = c.get("p").kwh
+    for step, w in enumerate(readings, start=1):
+        c.add(m("p", T0 + 36 + step, w=w))
+        if step < len(readings):  # every interval but the last is integrated
+            assert c.get("p").kwh > integrated
+            integrated = c.get("p").kwh
+        assert c.get("p").gaps == (1 if step == len(readings) else 0)
+    record = c.get("p")
+    assert record.kwh == integrated
+    assert math.isfinite(record.kwh * 3.6e6)  # what /metrics exports
+    assert record.w == readings[-1]  # the reading itself is served
+    json.dumps(record.as_api(), allow_nan=False)  # as strict as the state file
+    # Readings back to normal are integrated again: only the ramp down is a gap.
+    c.add(m("p", T0 + 60, w=100.0))
+    c.add(m("p", T0 + 96, w=100.0))
+    assert c.get("p").gaps == 2
+
+
+def test_huge_power_on_a_fresh_counter_is_integrated_while_it_fits():
+    c = Collector(max_gap=120.0, clock=Clock(T0 + 10))
+    c.add(m("p", T0, w=0.0))
+    c.add(m("p", T0 + 1, w=1.7e308))  # 0.85e308 J: finite, integrated
+    assert c.get("p").kwh == pytest.approx(0.85e308 / 3.6e6)
+    assert c.get("p").gaps == 0

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import math
 import os
+import resource
+import signal
 
 import pytest
 
 from kwapi.bus.protocol import Measurement
-from kwapi.plugins.api.collector import Collector
+from kwapi.plugins.api.collector import Collector, ProbeRecord
 from kwapi.plugins.api.state import PeriodicSaver, StateStore
 from tests.helpers import wait_for
 
@@ -58,6 +62,44 @@ def test_save_is_atomic_and_leaves_no_temporary_file(tmp_path):
     store.save(filled_collector().records())
     assert os.listdir(path.parent) == ["state.json"]
     assert json.loads(path.read_text())["version"] == 1
+
+
+def test_a_save_that_fails_midway_keeps_the_previous_state(tmp_path):
+    # The kernel refuses to grow any file past 4 kB (RLIMIT_FSIZE, root included):
+    # the temporary file gets its first 4 kB, then the write fails with EFBIG.
+    path = tmp_path / "state.json"
+    store = StateStore(str(path))
+    store.save(filled_collector().records())
+    previous = path.read_bytes()
+    big = Collector(max_gap=10.0, clock=lambda: T0)
+    for probe in range(500):
+        big.add(Measurement(f"node-{probe}", T0, {"w": 100.0, "temperature_c": 40.5}))
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG rather than death
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, limits[1]))
+    try:
+        with pytest.raises(OSError) as failed:
+            store.save(big.records())
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert failed.value.errno == errno.EFBIG
+    assert path.read_bytes() == previous
+    assert os.listdir(tmp_path) == ["state.json"]
+    assert {r.probe_id for r in store.load()} == {"node-1", "gpu:0@host"}
+
+
+def test_a_number_json_cannot_hold_fails_the_save_and_keeps_the_previous_state(tmp_path):
+    path = tmp_path / "state.json"
+    store = StateStore(str(path))
+    store.save(filled_collector().records())
+    previous = path.read_bytes()
+    with pytest.raises(ValueError):
+        store.save([ProbeRecord("p", T0, math.inf)])
+    with pytest.raises(ValueError):
+        store.save(filled_collector().records(), {"streams": {"hd": math.inf}})
+    assert path.read_bytes() == previous
+    assert os.listdir(tmp_path) == ["state.json"]
 
 
 @pytest.mark.parametrize(
