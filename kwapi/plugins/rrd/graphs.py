@@ -5,7 +5,9 @@ depends only on its id and the ``hue`` option (a new probe never repaints
 the others), with the total on top.  A probe graph shows one meter of one
 probe: its average with the band between its minimum and maximum.  Power
 legends give average, minimum, maximum and last watts, the energy over the
-period in kWh and its cost.  The y axis always scales to the data.
+period in kWh and its cost; a probe's minimum and maximum come from its MIN
+and MAX archives, the total's from the total line (the sum of the probes'
+averages at the graph's resolution).  The y axis always scales to the data.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class Graph:
     value_min: float | None
     value_max: float | None
     drawn_at: float  # time.time() when drawn
+    legend: tuple[str, ...] = ()  # rrdtool's legend texts (labels, GPRINTs), in order
+    vertical_label: str = ""  # the unit written along the y axis
 
 
 class GraphCache:
@@ -184,13 +188,21 @@ class Grapher:
             *self.storage.daemon_args(),
         ]
 
-    def _power_legend(self, name: str, unit_format: str) -> list[str]:
-        """GPRINTs of average, min, max, last, energy and cost of CDEF/VDEF family *name*."""
+    def _power_legend(
+        self, name: str, unit_format: str, low: str | None = None, high: str | None = None
+    ) -> list[str]:
+        """GPRINTs of average, min, max, last, energy and cost of CDEF/VDEF family *name*.
+
+        The minimum is taken over series *low* (``<name>_lo``, its MIN) and
+        the maximum over *high* (``<name>_hi``, its MAX).
+        """
         currency = rrd_format(self.currency)
+        low = low or f"{name}_lo"
+        high = high or f"{name}_hi"
         return [
             f"VDEF:{name}_avg={name},AVERAGE",
-            f"VDEF:{name}_min={name}_lo,MINIMUM",
-            f"VDEF:{name}_max={name}_hi,MAXIMUM",
+            f"VDEF:{name}_min={low},MINIMUM",
+            f"VDEF:{name}_max={high},MAXIMUM",
             f"VDEF:{name}_last={name},LAST",
             f"CDEF:{name}_kw={name},{JOULES_PER_KWH},/",
             f"VDEF:{name}_kwh={name}_kw,TOTAL",
@@ -249,14 +261,13 @@ class Grapher:
             ]
             total.append(name)
         rpn = total[0] + "".join(f",{name},ADDNAN" for name in total[1:])
-        rpn_lo = total[0] + "_lo" + "".join(f",{name}_lo,ADDNAN" for name in total[1:])
-        rpn_hi = total[0] + "_hi" + "".join(f",{name}_hi,ADDNAN" for name in total[1:])
+        # The total's minimum and maximum are those of the total line itself (sums
+        # of the probes' MIN or MAX would only bound them: the probes' extremes
+        # need not fall in the same row).
         args += [
             f"CDEF:total={rpn}",
-            f"CDEF:total_lo={rpn_lo}",
-            f"CDEF:total_hi={rpn_hi}",
             "LINE2:total#000000:" + rrd_text(_label("Total", label_width)),
-            *self._power_legend("total", "%8.1lf W"),
+            *self._power_legend("total", "%8.1lf W", low="total", high="total"),
         ]
         return _render(args)
 
@@ -319,7 +330,18 @@ def _render(args: list[str]) -> Graph:
         value_min=_number(result.get("value_min")),
         value_max=_number(result.get("value_max")),
         drawn_at=time.time(),
+        legend=tuple(_legends(result)),
+        vertical_label=args[args.index("--vertical-label") + 1].strip(),
     )
+
+
+def _legends(result: dict) -> list[str]:
+    """The ``legend[N]`` texts of an rrdtool.graphv result, in order of N."""
+    found = {}
+    for key, value in result.items():
+        if key.startswith("legend[") and key.endswith("]"):
+            found[int(key[len("legend[") : -1])] = str(value)
+    return [found[index] for index in sorted(found)]
 
 
 def _number(value: object) -> float | None:

@@ -78,6 +78,14 @@ def test_data_route_gives_the_series_as_json(client):
     assert len(values) > 60 and all(90 <= v <= 150 for v in values)
 
 
+def test_data_route_gives_each_meter_in_its_unit(client):
+    body = client.get("/data/hour/stream-1/").get_json()
+    units = {meter: series["unit"] for meter, series in body["meters"].items()}
+    assert units == {"bitrate": "bit/s", "fps": "fps", "up": ""}
+    bitrates = [v for v in body["meters"]["bitrate"]["max"] if v is not None]
+    assert bitrates and all(2_500_000 <= v <= 2_560_000 for v in bitrates)  # bit/s, not kbit/s
+
+
 @pytest.mark.parametrize(
     ("url", "words"),
     [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import rrdtool
 
 from kwapi.bus.protocol import Measurement
@@ -31,6 +32,25 @@ def test_one_batch_writes_every_value_in_one_round_trip(rrd_dir, rrdcached):
     assert 10.0 in series.average and 300.0 in series.average
     # rrdtool.last through rrdcached flushes that file to disk first.
     assert rrdtool.last(str(storage.path("a:b@c", "v")), "--daemon", rrdcached.address) == now - 1
+
+
+def test_two_updates_in_the_same_second_are_both_kept_through_rrdcached(rrd_dir, rrdcached):
+    storage = RrdStorage(rrd_dir, daemon=rrdcached.address)
+    base = int(time.time()) - 30
+    storage.update_many([Measurement("host", float(base - 1), {"w": 5.0})])
+    # Both in one batch, then the end of that second in the next one.
+    batch = [
+        Measurement("host", base + 0.2, {"w": 10.0}),
+        Measurement("host", base + 0.7, {"w": 30.0}),
+    ]
+    assert storage.update_many(batch) == 2
+    assert storage.update_many([Measurement("host", base + 1.0, {"w": 30.0})]) == 1
+    assert storage.stats["dropped_old"] == 0 and storage.stats["errors"] == 0
+    assert rrdcached.stats()["UpdatesReceived"] == 4
+    # As written directly: 10 W for 0.2 s, then 30 W for 0.8 s over (base, base+1].
+    series = storage.fetch("host", "w", PERIODS["minute"], end=base + 10)
+    values = dict(zip(series.timestamps, series.average, strict=True))
+    assert values[base + 1] == pytest.approx(10 * 0.2 + 30 * 0.8)
 
 
 def test_old_values_are_dropped_in_a_batch_not_raised(rrd_dir, rrdcached):

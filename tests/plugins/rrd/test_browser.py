@@ -8,6 +8,7 @@ import pytest
 
 from kwapi.plugins.rrd.app import create_app
 from kwapi.plugins.rrd.graphs import Grapher
+from tests.helpers import wait_for
 from tests.plugins.rrd.browser import CHROMIUM, IMAGES_DECODED, Chromium, served
 from tests.plugins.rrd.pngs import png_size
 
@@ -105,6 +106,50 @@ def test_page_graphs_menu_links_filter_and_refresh(site, browser, tmp_path):
     assert browser.evaluate("document.querySelector('.probe-id').textContent") == "pdu:outlet@3"
     decoded = browser.evaluate(IMAGES_DECODED)
     assert len(decoded) == 6 and all(width > 500 for _, width in decoded), decoded
+
+
+class RequestLog:
+    """WSGI middleware keeping the path of every request the app gets."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.paths: list[str] = []
+
+    def __call__(self, environ, start_response):
+        self.paths.append(environ["PATH_INFO"])
+        return self.app(environ, start_response)
+
+    def count(self, path: str) -> int:
+        return self.paths.count(path)
+
+
+def test_only_graphs_in_view_are_refreshed(filled, browser):
+    log = RequestLog(create_app(filled, Grapher(filled), refresh_interval=1))
+    summary, below = "/graph/minute/", "/graph/minute/stream-1/bitrate/"
+    figure = "document.querySelector('figure[data-probe=\"stream-1\"]')"
+    with served(log) as site:
+        browser.set_viewport(1280, 500)
+        browser.navigate(f"{site}/last/minute/")
+        assert browser.evaluate(f"{figure}.getBoundingClientRect().top > window.innerHeight")
+
+        # Three refreshes of the summary; the graph below the fold is fetched at most
+        # once (lazily, if the browser reads ahead), never refreshed.
+        wait_for(lambda: log.count(summary) >= 4, 20, "three refreshes of the summary")
+        assert log.count(below) <= 1
+        assert "?t=" not in browser.evaluate(f"{figure}.querySelector('img').src")
+
+        # Scrolled into view, it gets a fresh image.
+        browser.evaluate(f"{figure}.scrollIntoView()")
+        browser.wait(f"{figure}.querySelector('img').src.includes('?t=')", 10, "a fresh graph")
+        assert log.count(below) >= 1
+
+        # Out of view again: no more requests for it while the summary refreshes on.
+        browser.evaluate("window.scrollTo(0, 0)")
+        seen = log.count(summary)
+        wait_for(lambda: log.count(summary) > seen, 10, "one more refresh of the summary")
+        fetched, seen = log.count(below), log.count(summary)
+        wait_for(lambda: log.count(summary) >= seen + 3, 20, "three more refreshes")
+        assert log.count(below) == fetched
 
 
 def test_page_fits_a_phone_and_404_is_readable(site, browser, tmp_path):

@@ -121,3 +121,74 @@ def test_new_probe_gets_a_new_summary_at_once(filled):
     before = grapher.summary(period)
     filled.update(Measurement("newcomer", time.time(), {"w": 10.0}))
     assert grapher.summary(period) is not before
+
+
+def legend_row(graph: Graph, label: str) -> list[str]:
+    """The six figures after *label* in *graph*'s legend: average, min, max, last, kWh, cost."""
+    texts = [text.strip() for text in graph.legend]
+    start = texts.index(label) + 1
+    return texts[start : start + 6]
+
+
+def test_probe_legend_gives_energy_and_cost_of_the_period(storage):
+    end = int(time.time()) // 10 * 10 - 100  # a row boundary of the hour archive, in the past
+    # From a little before the hour to its end, at 1 Hz.  (rrdtool's TOTAL also counts the
+    # row that ends one step after the graph's end: here it is unknown, as when drawn now.)
+    for timestamp in range(end - 3600 - 20, end + 1):
+        storage.update(Measurement("heater", float(timestamp), {"w": 3600.0}))
+    grapher = Grapher(storage, kwh_price=0.2, currency="CHF")
+    graph = grapher.draw_probe(PERIODS["hour"], "heater", end=end)
+    # 3600 W for one hour is 3.6 kWh; at 0.2 CHF per kWh, 0.72 CHF.
+    assert legend_row(graph, "heater") == [
+        "3600.0 W",
+        "3600.0 W",
+        "3600.0 W",
+        "3600.0 W",
+        "3.600 kWh",
+        "0.720 CHF",
+    ]
+
+
+def test_summary_total_extremes_are_those_of_the_total_not_sums_of_extremes(storage):
+    # Two probes swapping 100 W and 300 W every 5 s: in each 10 s row of the hour graph
+    # each one's MIN is 100 W and MAX 300 W, but together they always draw 400 W.
+    end = int(time.time()) // 10 * 10 - 100
+    for timestamp in range(end - 600, end + 1):
+        high = timestamp // 5 % 2 == 0
+        storage.update(Measurement("left", float(timestamp), {"w": 300.0 if high else 100.0}))
+        storage.update(Measurement("right", float(timestamp), {"w": 100.0 if high else 300.0}))
+    graph = Grapher(storage).draw_summary(PERIODS["hour"], ("left", "right"), end)
+    assert legend_row(graph, "left")[1:3] == ["100.0 W", "300.0 W"]
+    # Sums of the probes' MIN and MAX would say 200 W and 600 W.
+    assert legend_row(graph, "Total")[:4] == ["400.0 W", "400.0 W", "400.0 W", "400.0 W"]
+
+
+def test_other_meters_are_drawn_in_their_unit(filled):
+    grapher = Grapher(filled)
+    bitrate = grapher.draw_probe(PERIODS["minute"], "stream-1", "bitrate")
+    fps = grapher.draw_probe(PERIODS["minute"], "stream-1", "fps")
+    assert bitrate.vertical_label == "bit/s"
+    assert fps.vertical_label == "fps"
+    # Average, minimum, maximum and last, in the unit with an SI prefix: 2.5 Mbit/s, 25 fps.
+    bitrate_figures = [text.split() for text in bitrate.legend if text.endswith("bit/s")]
+    assert [figures[-1] for figures in bitrate_figures] == ["Mbit/s"] * 4
+    assert all(2.49 <= float(figures[-2]) <= 2.57 for figures in bitrate_figures)
+    assert [text.split()[-2:] for text in fps.legend if text.endswith("fps")] == [
+        ["25.00", "fps"]
+    ] * 4
+    # No energy or cost for meters other than power.
+    assert not any("kWh" in text for text in (*bitrate.legend, *fps.legend))
+
+
+def test_band_reaches_the_spikes_that_the_average_smooths(storage):
+    end = int(time.time()) // 10 * 10 - 100
+    for timestamp in range(end - 3600 - 20, end + 21):
+        spike = timestamp % 600 == 5  # one second at 1000 W every ten minutes
+        storage.update(Measurement("spiky", float(timestamp), {"w": 1000.0 if spike else 100.0}))
+    graph = Grapher(storage).draw_probe(PERIODS["hour"], "spiky", end=end)
+    # The hour graph has 10 s rows: a spike's row averages 190 W, its MAX keeps 1000 W,
+    # and the band drawn up to it sets the top of the y axis.
+    assert graph.value_max is not None and graph.value_max >= 1000.0
+    average, minimum, maximum = (float(text.split()[0]) for text in legend_row(graph, "spiky")[:3])
+    assert maximum == 1000.0 and minimum == 100.0
+    assert 100.0 < average < 200.0

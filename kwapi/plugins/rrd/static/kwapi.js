@@ -17,23 +17,65 @@
     try { window.localStorage.setItem(key, JSON.stringify(value)); } catch (error) { /* private mode */ }
   }
 
+  // Graphs in the viewport, as IntersectionObserver reports them.
+  const inView = new Set();
+  // Graphs that missed a refresh while out of view: refreshed as soon as they come back.
+  const stale = new Set();
+  // Graphs whose next image is being fetched: never two fetches of one graph at a time.
+  const fetching = new Set();
+  const watchesView = "IntersectionObserver" in window;
+
+  // Fetched, well or not (a graph that failed, say while rrdcached restarts, is retried);
+  // false for a lazy graph the browser has not fetched yet, or one still loading.
+  function settled(img) {
+    return img.complete;
+  }
+
   // Reload one image off-screen and swap it in once decoded, so nothing flickers.
   function refresh(img) {
+    if (fetching.has(img)) { return; }
     const base = img.dataset.src || img.getAttribute("src").split("?")[0];
     img.dataset.src = base;
     const next = new Image();
-    next.onload = function () { img.src = next.src; };
+    fetching.add(img);
+    next.onload = function () { fetching.delete(img); img.src = next.src; };
+    next.onerror = function () { fetching.delete(img); };
     next.src = base + "?t=" + Date.now();
+  }
+
+  // Refresh the graphs in view that have been fetched; the others wait until they are seen
+  // (a lazy graph never scrolled to is not fetched at all).
+  function refreshVisible() {
+    document.querySelectorAll("img.graph").forEach(function (img) {
+      if (!settled(img)) { return; }
+      const figure = img.closest("figure");
+      const shown = !(figure && figure.hidden) && (!watchesView || inView.has(img));
+      if (shown) {
+        stale.delete(img);
+        refresh(img);
+      } else {
+        stale.add(img);
+      }
+    });
+  }
+
+  function watchView() {
+    if (!watchesView) { return; }
+    const observer = new IntersectionObserver(function (entries) {
+      entries.forEach(function (entry) {
+        const img = entry.target;
+        if (!entry.isIntersecting) { inView.delete(img); return; }
+        inView.add(img);
+        if (stale.delete(img)) { refresh(img); }
+      });
+    });
+    document.querySelectorAll("img.graph").forEach(function (img) { observer.observe(img); });
   }
 
   function startRefresh() {
     const seconds = Number(document.body.dataset.refresh) || 5;
-    window.setInterval(function () {
-      document.querySelectorAll("img.graph").forEach(function (img) {
-        const figure = img.closest("figure");
-        if (!figure || !figure.hidden) { refresh(img); }
-      });
-    }, seconds * 1000);
+    watchView();
+    window.setInterval(refreshVisible, seconds * 1000);
   }
 
   function setUpProbes() {

@@ -1,0 +1,161 @@
+"""`make run`: bin/kwapi-demo starts the whole stack on etc/kwapi/demo/ and Ctrl-C stops it.
+
+The demo listens where etc/kwapi/demo/ says (127.0.0.1:5000 and :8080, UDP
+18935, ipc:///tmp/kwapi-demo/): fixed addresses, so this test must not run
+beside a `make run` or another copy of itself (the suite runs serially; it
+is skipped when the ports are taken).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import wait_for
+from tests.plugins.rrd.test_daemon import get
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+API = "http://127.0.0.1:5000"
+RRD = "http://127.0.0.1:8080"
+READY = "Press Ctrl-C to stop every daemon."
+DAEMONS = ("demo-stream", "kwapi-drivers", "kwapi-forwarder", "kwapi-rrd", "kwapi-api")
+
+
+def port_taken(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def sessions_alive(sessions: set[int]) -> list[str]:
+    """Processes whose session is one of *sessions* (the demo starts each child in its own)."""
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        command, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1]
+        state, session = fields.split()[0], int(fields.split()[3])
+        if session in sessions and state != "Z":
+            alive.append(f"{entry.name} ({command})")
+    return alive
+
+
+class Output:
+    """The lines a process prints, collected by a thread so that every wait is bounded."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(process.stdout,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line.rstrip("\n"))
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+
+def get_json(url: str) -> dict | None:
+    status, body = get(url, timeout=5)
+    return json.loads(body) if status == 200 else None
+
+
+def probes_ready() -> dict | None:
+    """/v1/probes/ once every demo probe has reported (demo-stream up), else None."""
+    body = get_json(f"{API}/v1/probes/")
+    probes = (body or {}).get("probes", {})
+    nodes = ("demo-node-1", "demo-node-2", "demo-node-3", "demo-switch")
+    if not all(node in probes for node in nodes):
+        return None
+    if probes.get("demo-host", {}).get("estimated") != 1:
+        return None
+    if probes.get("demo-stream", {}).get("up") != 1:
+        return None
+    return probes
+
+
+@pytest.mark.skipif(
+    not (shutil.which("ffmpeg") and shutil.which("ffprobe")), reason="ffmpeg is not installed"
+)
+@pytest.mark.timeout(240)
+def test_make_run_starts_the_demo_and_ctrl_c_stops_every_daemon():
+    if port_taken(5000) or port_taken(8080):
+        pytest.skip("127.0.0.1:5000 or :8080 is in use (a `make run` going on?)")
+    # As `make run` does: $(BIN)/python bin/kwapi-demo, from the repository root.
+    process = subprocess.Popen(
+        [sys.executable, "bin/kwapi-demo"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = Output(process)
+    pids: dict[str, int] = {}
+    try:
+        wait_for(lambda: READY in output.lines or process.poll() is not None, 30, "the demo")
+        assert READY in output.lines, output.text()
+        for line in output.lines:
+            started = re.fullmatch(r"started (\S+) \(pid (\d+)\), log: .*", line)
+            if started:
+                pids[started[1]] = int(started[2])
+        assert sorted(pids) == sorted(DAEMONS), output.text()
+        # The addresses it prints are those of etc/kwapi/demo/.
+        assert f"  Graphs: {RRD}/" in output.lines
+        assert f"  REST API: curl {API}/v1/probes/" in output.lines
+
+        probes = wait_for(probes_ready, 60, "every demo probe in kwapi-api, demo-stream up")
+        assert probes["demo-host"]["w"] > 0
+        streams = get_json(f"{API}/v1/streams/")["streams"]
+        assert streams["demo-stream"]["host"] == "demo-host" and streams["demo-stream"]["up"]
+
+        status, page = get(f"{RRD}/last/minute/")
+        assert status == 200 and b"Power, last 5 minutes" in page
+        wait_for(
+            lambda: b'data-probe="demo-host"' in get(f"{RRD}/last/minute/")[1],
+            30,
+            "demo-host's graph on the rrd page",
+        )
+
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        assert process.wait(60) == 0, output.text()
+        output.join(10)
+        for name in DAEMONS:
+            assert f"{name} stopped" in output.lines, output.text()
+        assert not any(" exited with status " in line for line in output.lines), output.text()
+        assert sessions_alive(set(pids.values())) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        for pid in pids.values():  # each child leads its own process group
+            if sessions_alive({pid}):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+        if process.stdout:
+            process.stdout.close()
+        for log in sorted((ROOT / "var" / "demo" / "logs").glob("*.log")):  # shown on failure
+            print(f"----- end of {log.name} -----\n{log.read_text(errors='replace')[-3000:]}")
