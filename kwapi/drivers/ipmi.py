@@ -9,11 +9,12 @@ in a process list, and it is kept as a secret that logs print as stars.
 from __future__ import annotations
 
 import struct
+import time
 from typing import Literal
 
 import pydantic
 
-from kwapi.drivers.base import DeviceError, Driver, DriverParameters, Readings
+from kwapi.drivers.base import DeviceError, Driver, DriverParameters, Readings, SectionError
 
 try:
     from pyghmi.exceptions import IpmiException
@@ -33,6 +34,9 @@ DCMI_STATE_OFFSET = 17
 WATTS = "W"
 # IPMI privilege levels (IPMI 2.0 table 22-28): User suffices for power and sensor readings.
 PRIVILEGES = {"user": 2, "operator": 3, "administrator": 4}
+# What pyghmi says when the BMC stops answering: a login that timed out
+# raises an exception whose text is None; a request, one of these.
+SILENT_BMC_TEXTS = frozenset({"", "None", "Session no longer connected", "timeout"})
 
 
 class IpmiParameters(DriverParameters):
@@ -58,11 +62,13 @@ class IpmiDriver(Driver):
 
     Parameters = IpmiParameters
     params: IpmiParameters
+    # The error text of the BMC's current silence, kept across setups (see _error).
+    _silence: str | None = None
 
     @classmethod
     def validate(cls, probe_ids, parameters) -> None:
         if len(probe_ids) != 1:
-            raise ValueError("a BMC measures one server: list exactly one probe")
+            raise SectionError("probes", "a BMC measures one server: list exactly one probe")
         if ipmi_command is None:
             raise ValueError("pyghmi is not installed (pip install 'kwapi[ipmi]')")
 
@@ -76,6 +82,7 @@ class IpmiDriver(Driver):
         ipmi_session.Session.initting_sessions.pop(
             (params.host, params.username, password, params.port, None), None
         )
+        started = time.monotonic()
         try:
             self._command = ipmi_command.Command(
                 bmc=params.host,
@@ -86,14 +93,16 @@ class IpmiDriver(Driver):
             )
         except IpmiException as exc:
             self._command = None
-            raise DeviceError(f"cannot log in to BMC {params.host}:{params.port}: {exc}") from None
+            raise self._error(f"cannot log in to BMC {self._where}", exc, started) from None
         except OSError as exc:
             self._command = None
-            raise DeviceError(f"cannot reach BMC {params.host}:{params.port}: {exc}") from None
+            raise DeviceError(f"cannot reach BMC {self._where}: {exc}") from None
+        self._silence = None  # the BMC answered the login
         # Once logged in, pyghmi answers a silent BMC by logging in again
         # behind our back, which takes it some 20 s to give up.  With no
-        # login retry left, a request fails after its own two tries (about
-        # 3 s) and the base class reconnects with its capped backoff.
+        # login retry left, a request fails after pyghmi's four tries, each
+        # waiting a second longer than the last (about 9 s in all), and the
+        # base class reconnects with its capped backoff.
         self._command.ipmi_session.logontries = 0
         response = self._raw(DCMI_NETFN, DCMI_GET_POWER_READING, DCMI_REQUEST)
         if response.get("code", 0) == 0:
@@ -126,13 +135,36 @@ class IpmiDriver(Driver):
 
     # -- helpers ------------------------------------------------------------------
 
+    @property
+    def _where(self) -> str:
+        return f"{self.params.host}:{self.params.port}"
+
+    def _error(self, context: str, exc: BaseException | None, started: float) -> DeviceError:
+        """The DeviceError for pyghmi's *exc* (None: no answer) in a call begun at *started*.
+
+        A BMC that stopped answering gives one text for the whole outage: the
+        first call to notice it says how long it waited, and every later call
+        that finds it still silent (the read that timed out, then each login
+        that times out) raises that same text, so the base class logs it once.
+        """
+        if exc is not None and str(exc) not in SILENT_BMC_TEXTS:
+            return DeviceError(f"{context}: {exc}")
+        if self._silence is None:
+            waited = time.monotonic() - started
+            if waited < 0.5:  # pyghmi had given the session up before this call
+                self._silence = f"{context}: no answer, session lost"
+            else:
+                self._silence = f"{context}: no answer within {waited:.0f} s"
+        return DeviceError(self._silence)
+
     def _raw(self, netfn: int, cmd: int, data: tuple[int, ...]) -> dict:
+        started = time.monotonic()
         try:
             response = self._command.raw_command(netfn=netfn, command=cmd, data=data)
         except IpmiException as exc:
-            raise DeviceError(f"BMC {self.params.host}:{self.params.port}: {exc}") from None
+            raise self._error(f"BMC {self._where}", exc, started) from None
         if response is None or response.get("code") == 0xFFFF:
-            raise DeviceError(f"BMC {self.params.host}:{self.params.port} does not answer")
+            raise self._error(f"BMC {self._where}", None, started)
         return response
 
     def _read_dcmi(self) -> float | None:
@@ -157,10 +189,11 @@ class IpmiDriver(Driver):
         return float(struct.unpack_from("<H", data, 1)[0])
 
     def _find_sensor(self) -> str:
+        started = time.monotonic()
         try:
             sensors = self._command.init_sdr().sensors.values()
         except IpmiException as exc:
-            raise DeviceError(f"cannot read the BMC's sensor records: {exc}") from None
+            raise self._error("cannot read the BMC's sensor records", exc, started) from None
         watts = [
             sensor.name
             for sensor in sensors
@@ -187,10 +220,11 @@ class IpmiDriver(Driver):
         )
 
     def _read_sensor(self) -> float | None:
+        started = time.monotonic()
         try:
             reading = self._command.get_sensor_reading(self._sensor)
         except IpmiException as exc:
-            raise DeviceError(f"cannot read sensor {self._sensor!r}: {exc}") from None
+            raise self._error(f"cannot read sensor {self._sensor!r}", exc, started) from None
         if reading.unavailable or reading.value is None:
             return None
         return float(reading.value)

@@ -154,19 +154,7 @@ class RaplDriver(Driver):
     params: RaplParameters
 
     def setup(self) -> None:
-        zones = discover_zones(self.params.powercap_path, self.params.zones)
-        wanted = max(i for i, probe_id in enumerate(self.probe_ids) if probe_id is not None) + 1
-        if len(zones) < wanted:
-            found = ", ".join(zone.label for zone in zones) or "none"
-            raise DeviceError(
-                f"{wanted} probe(s) but {len(zones)} RAPL zone(s) of kinds "
-                f"{', '.join(self.params.zones)} under {self.params.powercap_path} ({found})"
-            )
-        self._zones = {
-            probe_id: zone
-            for probe_id, zone in zip(self.probe_ids, zones, strict=False)
-            if probe_id is not None
-        }
+        self._zones = self._discover()
         mapping = ", ".join(f"{probe_id} is {zone.label}" for probe_id, zone in self._zones.items())
         if mapping != getattr(self, "_announced", None):  # once, not at every retry
             self._announced = mapping
@@ -175,7 +163,14 @@ class RaplDriver(Driver):
     def read(self) -> Readings:
         readings = {}
         for probe_id, zone in self._zones.items():
-            counter = _read_int(os.path.join(zone.path, "energy_uj"))
+            try:
+                counter = _read_int(os.path.join(zone.path, "energy_uj"))
+            except DeviceError:
+                # A zone gone (module unloaded, package offline) fails the
+                # next setup too: raise what setup will say, so that the
+                # outage is logged once.
+                self._discover()
+                raise
             now = time.monotonic()
             previous, previous_time = zone.last_uj, zone.last_time
             zone.last_uj, zone.last_time = counter, now
@@ -187,3 +182,19 @@ class RaplDriver(Driver):
 
     def teardown(self) -> None:
         self._zones = {}
+
+    def _discover(self) -> dict[str, Zone]:
+        """Map the probes to the zones found; raise DeviceError if there are too few."""
+        zones = discover_zones(self.params.powercap_path, self.params.zones)
+        wanted = max(i for i, probe_id in enumerate(self.probe_ids) if probe_id is not None) + 1
+        if len(zones) < wanted:
+            found = ", ".join(zone.label for zone in zones) or "none"
+            raise DeviceError(
+                f"{wanted} probe(s) but {len(zones)} RAPL zone(s) of kinds "
+                f"{', '.join(self.params.zones)} under {self.params.powercap_path} ({found})"
+            )
+        return {
+            probe_id: zone
+            for probe_id, zone in zip(self.probe_ids, zones, strict=False)
+            if probe_id is not None
+        }

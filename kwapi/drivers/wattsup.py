@@ -19,7 +19,7 @@ from typing import NoReturn
 
 import pydantic
 
-from kwapi.drivers.base import DeviceError, Driver, DriverParameters, Readings
+from kwapi.drivers.base import DeviceError, Driver, DriverParameters, Readings, SectionError
 
 BAUD_RATE = 115200
 # Longest record kept while waiting for its terminating ';' (real ones are ~100 bytes).
@@ -139,7 +139,9 @@ class WattsupDriver(Driver):
     @classmethod
     def validate(cls, probe_ids: Sequence[str | None], parameters: DriverParameters) -> None:
         if len(probe_ids) != 1 or probe_ids[0] is None:
-            raise ValueError("a Watts up? meter measures one outlet: give exactly one probe")
+            raise SectionError(
+                "probes", "a Watts up? meter measures one outlet: give exactly one probe"
+            )
         try:
             import serial  # noqa: F401
         except ImportError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from tests.drivers.running import (
 )
 from tests.helpers import stop_process, wait_for
 
-pytest.importorskip("pyghmi")
+ipmi_command = pytest.importorskip("pyghmi.ipmi.command")
 
 PASSWORD = "s3cret-Passw0rd"
 
@@ -197,6 +198,29 @@ def test_privilege_above_the_accounts_limit_is_refused(bmc, bus, caplog):
         client.receive(timeout=0.2)
 
 
+def test_dcmi_request_bytes_are_exactly_those_of_the_spec(bmc):
+    """The simulator serves DC 01 00 00 only, so the DCMI test above proves the driver's bytes."""
+    server = bmc(watts=187)
+    command = ipmi_command.Command(
+        bmc="127.0.0.1", userid="admin", password=PASSWORD, port=server.port, privlevel=2
+    )
+    try:
+        answers = {
+            request: command.raw_command(netfn=0x2C, command=0x02, data=request)["code"]
+            for request in [
+                (0xDC, 0x01, 0x00, 0x00),
+                (0xDC, 0x01, 0x00),
+                (0xDC, 0x02, 0x00, 0x00),
+                (0xDC, 0x01, 0x00, 0x00, 0x00),
+                (0xDC, 0x01, 0x01, 0x00),
+            ]
+        }
+    finally:
+        command.ipmi_session.logout()
+    assert answers.pop((0xDC, 0x01, 0x00, 0x00)) == 0
+    assert set(answers.values()) == {0xCC}, answers
+
+
 def test_bmc_absent_at_start_then_read_within_seconds(bmc, bus, caplog):
     publisher, client = bus
     server = bmc(start=False, port=free_udp_port(), watts=230)
@@ -206,7 +230,41 @@ def test_bmc_absent_at_start_then_read_within_seconds(bmc, bus, caplog):
         server.start()
         assert client.receive(timeout=20).meters == {"w": 230.0}
         wait_for(lambda: warnings_about(caplog, "device is back"), 5, "recovery logged")
-    assert len(warnings_about(caplog, "BMC 127.0.0.1")) == 1
+    [line] = warnings_about(caplog, "BMC 127.0.0.1")
+    assert re.search(
+        rf"cannot log in to BMC 127\.0\.0\.1:{server.port}: no answer within \d+ s", line
+    ), line
+    assert "None" not in line
+
+
+def test_bmc_outage_is_one_warning_line(bmc, bus, caplog):
+    """A BMC silent long enough for a read and then logins to time out: one line."""
+    caplog.set_level(logging.DEBUG, logger="kwapi")
+    publisher, client = bus
+    server = bmc(watts=187)
+    with running(publisher, server.port):
+        assert client.receive(timeout=15).meters == {"w": 187.0}
+        server.stop()
+        # The read times out first (about 9 s); every try after it is a login.
+        wait_for(lambda: warnings_about(caplog, "no answer"), 30, "the outage logged")
+
+        def login_failures():
+            return [r for r in caplog.records if "still failing" in r.getMessage()]
+
+        wait_for(lambda: len(login_failures()) >= 2, 30, "two failed logins")
+        server.start(watts=205)
+
+        def new_value():
+            return client.receive(timeout=30).meters == {"w": 205.0}
+
+        wait_for(new_value, 40, "readings from the restarted BMC")
+        wait_for(lambda: warnings_about(caplog, "device is back"), 5, "recovery logged")
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [line for line in lines if "None" in line], lines
+    [outage] = [line for line in lines if "device is back" not in line]
+    assert re.search(rf"BMC 127\.0\.0\.1:{server.port}: no answer within \d+ s", outage), outage
+    assert all("no answer within" in r.getMessage() for r in login_failures())
+    assert len(warnings_about(caplog, "device is back")) == 1
 
 
 def test_bmc_restarting_while_read_is_read_again(bmc, bus):
@@ -253,7 +311,7 @@ def section(parameters: str, probes: str = "['node-1']") -> Section:
             "parameters['community']",
             "Extra inputs",
         ),
-        ("{'host': 'h', 'username': 'a', 'password': 'b'}", "['n', 'm']", None, "exactly one"),
+        ("{'host': 'h', 'username': 'a', 'password': 'b'}", "['n', 'm']", "probes", "exactly one"),
     ],
 )
 def test_configuration_errors_name_section_and_key(parameters, probes, key, fragment):

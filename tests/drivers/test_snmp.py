@@ -33,14 +33,50 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pysnmp.smi.c
 
 DATA_DIR = Path(__file__).parent / "simulators" / "snmprec"
 V3 = {"user": "kwapi", "auth_key": "kwapi-auth-key", "priv_key": "kwapi-priv-key"}
+# The simulator's SNMPv3 users: (authentication, privacy) protocols, None for
+# none; user u's passphrases are "u-auth-key" and "u-priv-key".  Between
+# them every protocol the driver offers is used once at least.
+V3_USERS = {
+    "kwapi": ("sha", "aes"),
+    "md5-des": ("md5", "des"),
+    "sha224-3des": ("sha224", "3des"),
+    "sha256-aes256": ("sha256", "aes256"),
+    "sha384-aes192": ("sha384", "aes192"),
+    "sha512-aes128": ("sha512", "aes128"),
+    "sha-nopriv": ("sha", None),
+    "noauth": (None, None),
+}
+
+
+def v3_parameters(user: str) -> dict[str, str]:
+    """The driver parameters of the simulator's SNMPv3 *user*."""
+    auth, priv = V3_USERS[user]
+    parameters = {"protocol": "3", "user": user}
+    if auth is not None:
+        parameters.update(auth_key=f"{user}-auth-key", auth_protocol=auth)
+    if priv is not None:
+        parameters.update(priv_key=f"{user}-priv-key", priv_protocol=priv)
+    return parameters
+
+
+def v3_user_options() -> list[str]:
+    """snmpsim-command-responder's options declaring the users of V3_USERS."""
+    options = []
+    for user, (auth, priv) in V3_USERS.items():
+        options.append(f"--v3-user={user}")
+        if auth is not None:
+            options += [f"--v3-auth-key={user}-auth-key", f"--v3-auth-proto={auth.upper()}"]
+        if priv is not None:
+            options += [f"--v3-priv-key={user}-priv-key", f"--v3-priv-proto={priv.upper()}"]
+    return options
 
 
 class SnmpSimulator:
     """snmpsim-command-responder serving tests/drivers/simulators/snmprec.
 
     v1/v2c communities and v3 context names are the data files' names
-    (eaton, apc, raritan, sentry4, custom); the v3 user is ``kwapi``
-    (SHA authentication, AES privacy).
+    (eaton, apc, raritan, sentry4, custom); the v3 users are those of
+    V3_USERS.
     """
 
     def __init__(self) -> None:
@@ -56,11 +92,7 @@ class SnmpSimulator:
                 f"--data-dir={DATA_DIR}",
                 f"--cache-dir={self.workdir}/cache",
                 f"--agent-udpv4-endpoint=127.0.0.1:{self.port}",
-                f"--v3-user={V3['user']}",
-                f"--v3-auth-key={V3['auth_key']}",
-                "--v3-auth-proto=SHA",
-                f"--v3-priv-key={V3['priv_key']}",
-                "--v3-priv-proto=AES",
+                *v3_user_options(),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -239,6 +271,37 @@ def test_snmp_versions(agent, bus, parameters):
         assert one_reading(client, 3) == {"r1": 64, "r2": 0, "r3": 199}
 
 
+@pytest.mark.parametrize("user", list(V3_USERS))
+def test_v3_security_levels_and_protocols(agent, bus, user):
+    publisher, client = bus
+    parameters = v3_parameters(user)
+    with running(publisher, agent.port, ["a1", "a2"], model="apc", context="apc", **parameters):
+        assert one_reading(client, 2) == {"a1": 88, "a2": 145}
+
+
+@pytest.mark.parametrize(
+    ("user", "change"),
+    [
+        ("md5-des", {"auth_protocol": "sha"}),
+        ("md5-des", {"priv_protocol": "aes"}),
+        ("sha256-aes256", {"priv_protocol": "aes192"}),
+        ("sha-nopriv", {"priv_key": "sha-nopriv-priv-key"}),
+    ],
+    ids=["auth-protocol", "priv-protocol", "aes-key-size", "priv-not-configured"],
+)
+def test_v3_protocol_other_than_the_users_is_refused(agent, bus, caplog, user, change):
+    """The agent refuses a protocol its user does not have: the parameters reach the wire."""
+    publisher, client = bus
+    parameters = {**v3_parameters(user), **change}
+    with running(
+        publisher, agent.port, ["a1"], model="apc", context="apc", timeout=0.3, **parameters
+    ) as driver:
+        wait_for(lambda: warnings_about(caplog, "PDU 127.0.0.1"), 20, "failure logged")
+        assert driver.published == 0
+    with pytest.raises(AssertionError, match="no measurement"):
+        client.receive(timeout=0.2)
+
+
 def test_one_request_per_reading(agent, bus):
     publisher, client = bus
     relay = UdpRelay(agent.port)
@@ -355,10 +418,14 @@ def section(parameters: str, probes: str = "['o1', 'o2']") -> Section:
             "parameters['auth_protocol']",
             "'sha'",
         ),
-        ("{'host': 'h'}", None, "exactly one of the parameters 'oid' and 'model'"),
-        ("{'host': 'h', 'model': 'apc', 'oid': '1.3.6.1'}", None, "exactly one"),
-        ("{'host': 'h', 'model': 'apc', 'unit': 1}", None, "'unit' applies to model 'eaton'"),
-        ("{'host': 'h', 'model': 'apc', 'protocol': 'v3'}", None, "'user' is required"),
+        ("{'host': 'h'}", "parameters", "exactly one of the parameters 'oid' and 'model'"),
+        ("{'host': 'h', 'model': 'apc', 'oid': '1.3.6.1'}", "parameters", "exactly one"),
+        (
+            "{'host': 'h', 'model': 'apc', 'unit': 1}",
+            "parameters",
+            "'unit' applies to model 'eaton'",
+        ),
+        ("{'host': 'h', 'model': 'apc', 'protocol': 'v3'}", "parameters", "'user' is required"),
     ],
 )
 def test_configuration_errors_name_section_and_key(parameters, key, fragment):

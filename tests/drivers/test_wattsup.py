@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import termios
 
 import pytest
 
@@ -64,6 +65,23 @@ def test_readings_published_after_the_meter_is_told_to_log(meter):
     assert b"#R,W,0;" in meter.commands
     assert b"#L,W,3,E,1,1;" in meter.commands
     assert meter.commands.index(b"#R,W,0;") < meter.commands.index(b"#L,W,3,E,1,1;")
+
+
+def test_port_is_set_to_115200_8n1(meter):
+    """Speed and stop bits as the pty holds them; data bits and parity as the
+    driver asked pyserial, since Linux forces 8 bits and no parity on a pty."""
+    # Each pty of the simulator starts at 9600 baud, two stop bits.
+    ispeed, _, cflag = meter.line_settings()
+    assert ispeed == termios.B9600 and cflag & termios.CSTOPB
+    with RunningDriver(WattsupDriver, ["outlet-1"], device=str(meter.link), interval=1) as run:
+        run.wait_count(1)
+        ispeed, ospeed, cflag = meter.line_settings()
+        port = run.driver._port
+        assert (port.baudrate, port.bytesize, port.parity, port.stopbits) == (115200, 8, "N", 1)
+    assert ispeed == ospeed == termios.B115200
+    assert cflag & termios.CSIZE == termios.CS8
+    assert not cflag & termios.PARENB, "parity enabled"
+    assert not cflag & termios.CSTOPB, "two stop bits"
 
 
 def test_garbage_and_partial_records_are_skipped(meter):

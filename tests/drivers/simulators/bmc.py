@@ -34,6 +34,10 @@ INVALID_COMMAND = 0xC1
 INVALID_DATA = 0xCC
 NOT_PRESENT = 0xCB
 
+# DCMI Get Power Reading's only request served: group id, mode 1 (system
+# power statistics), two reserved bytes; any other is refused with INVALID_DATA.
+DCMI_POWER_READING_REQUEST = bytes([0xDC, 0x01, 0x00, 0x00])
+
 UNIT_CODES = {"W": 6, "degrees C": 1, "V": 4, "A": 5, "RPM": 18}
 
 
@@ -162,7 +166,7 @@ class SimulatedBmc(bmc.Bmc):
     def dcmi_power_reading(self, data, session):
         if not self.settings.dcmi:
             return session.send_ipmi_response(code=INVALID_COMMAND)
-        if len(data) < 4 or data[0] != 0xDC or data[1] != 0x01:
+        if data != DCMI_POWER_READING_REQUEST:
             return session.send_ipmi_response(code=INVALID_DATA)
         watts = self.settings.watts
         state = 0x40 if self.settings.active else 0x00

@@ -11,6 +11,7 @@ atomically so a reader never sees half a number.
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -52,6 +53,13 @@ class FakePowercap:
             self.wraps[directory] = 0
             self._write(directory)
         return path
+
+    def remove_zone(self, directory: str) -> None:
+        """Take a zone away, as unloading the RAPL module or offlining a package does."""
+        with self._lock:
+            for values in (self._energy, self._max, self._watts, self._modes, self.wraps):
+                values.pop(directory, None)
+            shutil.rmtree(self.root / directory)
 
     def set_watts(self, directory: str, watts: float) -> None:
         with self._lock:

@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import select
+import termios
 import threading
 import time
 import tty
@@ -52,6 +53,7 @@ class WattsupMeter:
         """Connect a fresh meter: new pty, link created, not logging yet."""
         master, slave = os.openpty()
         tty.setraw(slave)
+        _set_line(slave, termios.B9600, termios.CSTOPB)
         with self._lock:
             self._master, self._slave = master, slave
             self._interval = None
@@ -81,6 +83,21 @@ class WattsupMeter:
         with self._lock:
             if self._master is not None:
                 os.write(self._master, data)
+
+    def line_settings(self) -> tuple[int, int, int]:
+        """The pty's input speed, output speed and c_cflag, as the port's user set them.
+
+        A pty keeps the speed and stop bits its user asks for without
+        applying them; each plug starts at 9600 baud with two stop bits, so
+        that 115200 and one stop bit here show that the driver asked for
+        them.  Linux forces 8 data bits and no parity on every pty, whatever
+        is asked: those the pty cannot show.
+        """
+        with self._lock:
+            if self._slave is None:
+                raise RuntimeError("the meter is unplugged")
+            _, _, cflag, _, ispeed, ospeed, _ = termios.tcgetattr(self._slave)
+        return ispeed, ospeed, cflag
 
     @property
     def logging(self) -> bool:
@@ -159,6 +176,14 @@ class WattsupMeter:
         if kind == b"L" and len(args) == 3:
             with self._lock:
                 self._interval = float(args[2])
+
+
+def _set_line(fd: int, speed: int, stop_bits: int) -> None:
+    """Set the terminal *fd* to *speed* and *stop_bits* (0 or termios.CSTOPB)."""
+    attributes = termios.tcgetattr(fd)
+    attributes[2] = attributes[2] & ~termios.CSTOPB | stop_bits
+    attributes[4] = attributes[5] = speed
+    termios.tcsetattr(fd, termios.TCSANOW, attributes)
 
 
 def _split_commands(data: bytes) -> tuple[bytes, list[bytes]]:
