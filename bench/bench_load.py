@@ -9,8 +9,8 @@ file; everything runs on ipc:// in a temporary directory.
 
 Scenarios:
 
-1. ``steady``: N probes (default 10,000) at 1 Hz for ~30 s, every
-   subscriber at once (how kwapi runs).
+1. ``steady``: N probes (default 10,000) at R Hz each (default 1) for
+   ~30 s, every subscriber at once (how kwapi runs).
 2. ``ceiling``: one subscriber at a time (raw pyzmq, kwapi-api, kwapi-rrd),
    the rate raised by steps until the subscriber cannot keep up; the highest
    rate it kept up with is its ceiling.  A step is kept up with when nothing
@@ -24,12 +24,17 @@ rejected (by reason), CPU (user + system seconds from /proc/PID/stat over
 the wall time), RSS, and the end-to-end delay p50/p99 from the receivers'
 delay histograms (kwapi-api: /healthz, kwapi-rrd: /stats/, raw: the same
 buckets, on one message in 16), i.e. from the driver timestamp to the
-receiver taking the message.
+receiver taking the message.  kwapi-forwarder has a row of its own (steady
+scenario): its CPU and RSS, and as relayed and lost what the raw subscriber,
+which reads through it, received and missed (the forwarder counts nothing
+itself; a loss there is at the forwarder's or the raw subscriber's
+high-water mark).
 
 Environment (to shorten a run), or the same as options of
-``python -m bench.bench_load`` (--probes, --seconds, --step, --publishers,
---scenarios, --targets):
+``python -m bench.bench_load`` (--probes, --rate, --seconds, --step,
+--publishers, --scenarios, --targets):
   KWAPI_BENCH_LOAD_PROBES       probes (10000)
+  KWAPI_BENCH_LOAD_RATE         Hz per probe in the steady scenario (1)
   KWAPI_BENCH_LOAD_SECONDS      seconds of the steady scenario (30)
   KWAPI_BENCH_LOAD_STEP         seconds of each ceiling step (5)
   KWAPI_BENCH_LOAD_PUBLISHERS   publisher processes (1)
@@ -63,6 +68,7 @@ from kwapi.plugins.rrd.storage import RrdcachedClient
 
 SECRET = "bench-load-secret"
 PROBES = int(os.environ.get("KWAPI_BENCH_LOAD_PROBES", "10000"))
+RATE = float(os.environ.get("KWAPI_BENCH_LOAD_RATE", "1"))
 SECONDS = float(os.environ.get("KWAPI_BENCH_LOAD_SECONDS", "30"))
 STEP_SECONDS = float(os.environ.get("KWAPI_BENCH_LOAD_STEP", "5"))
 PUBLISHERS = int(os.environ.get("KWAPI_BENCH_LOAD_PUBLISHERS", "1"))
@@ -550,6 +556,7 @@ def measure(pipeline: Pipeline, rate_hz: float, seconds: float) -> tuple[dict, d
         "wall": wall,
         "load": (load_before, os.getloadavg()[0]),
         "cpu": {name: (cpu_seconds(pid) - cpu_before[name]) / wall for name, pid in others.items()},
+        "forwarder_memory": memory(pipeline.forwarder.pid),
     }
     return results, info
 
@@ -573,7 +580,7 @@ def print_results(results: dict[str, Result], info: dict) -> None:
         f"load average {info['load'][0]:.2f} -> {info['load'][1]:.2f}"
     )
     print(
-        f"  {'subscriber':<16}{'accepted/s':>11}{'accepted':>10}{'lost':>8}{'rejected':>9}"
+        f"  {'process':<16}{'accepted/s':>11}{'accepted':>10}{'lost':>8}{'rejected':>9}"
         f"{'CPU':>7}{'us/msg':>7}{'RSS MiB':>8}{'peak':>6}{'p50 ms':>8}{'p99 ms':>8}"
     )
     raw = results.get("raw")
@@ -584,6 +591,7 @@ def print_results(results: dict[str, Result], info: dict) -> None:
             f"{result.rss / 2**20:>8.0f}"
             f"{result.peak_rss / 2**20:>6.0f}{_ms(result.p50):>8}{_ms(result.p99):>8}"
         )
+    _print_forwarder(raw, info)
     if raw is not None:
         for result in results.values():
             if result is not raw and raw.cpu > 0:
@@ -591,15 +599,36 @@ def print_results(results: dict[str, Result], info: dict) -> None:
                     f"  {result.name} / raw pyzmq: CPU x{result.cpu / raw.cpu:.1f}, "
                     f"accepted x{result.accepted / max(1, raw.accepted):.3f}"
                 )
-    others = ", ".join(f"{name} {cpu:.2f}" for name, cpu in info["cpu"].items())
+    others = ", ".join(
+        f"{name} {cpu:.2f}" for name, cpu in info["cpu"].items() if name != "kwapi-forwarder"
+    )
     print(f"  CPU (cores) of the rest: {others}")
     for result in results.values():
         if result.extra:
             print(f"  {result.name} counters: {result.extra}")
 
 
+def _print_forwarder(raw: Result | None, info: dict) -> None:
+    """The forwarder's row: relayed and lost as the raw subscriber saw them."""
+    cpu = info["cpu"]["kwapi-forwarder"]
+    rss, peak = info["forwarder_memory"]
+    if raw is None:  # nothing downstream counts what it relayed
+        counts = f"{'-':>11}{'-':>10}{'-':>8}{'-':>9}{cpu:>7.2f}{'-':>7}"
+    else:
+        per_message = cpu * 1e6 / raw.rate if raw.rate else float("nan")
+        counts = (
+            f"{raw.rate:>11,.0f}{raw.accepted:>10,}{raw.lost:>8,}{'-':>9}"
+            f"{cpu:>7.2f}{per_message:>7.1f}"
+        )
+    print(
+        f"  {'kwapi-forwarder':<16}{counts}{rss / 2**20:>8.0f}{peak / 2**20:>6.0f}"
+        f"{'n/a':>8}{'n/a':>8}"
+        + ("  (relayed, lost: as received by raw pyzmq)" if raw is not None else "")
+    )
+
+
 def steady(pipeline: Pipeline) -> None:
-    print(f"\n-- steady: {PROBES:,} probes at 1 Hz for {SECONDS:.0f} s, every subscriber --")
+    print(f"\n-- steady: {PROBES:,} probes at {RATE:g} Hz for {SECONDS:.0f} s, every subscriber --")
     for name in ("raw", "api", "rrd"):
         pipeline.start(name)
     began = time.monotonic()
@@ -608,7 +637,7 @@ def steady(pipeline: Pipeline) -> None:
         f"  warm-up (first measurement of every probe; RRD files created): "
         f"{time.monotonic() - began:.0f} s"
     )
-    results, info = measure(pipeline, 1.0, SECONDS)
+    results, info = measure(pipeline, RATE, SECONDS)
     print_results(results, info)
     for name in list(pipeline.subscribers):
         pipeline.stop(name)
@@ -671,6 +700,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """Options of a run; the defaults come from the KWAPI_BENCH_LOAD_* variables."""
     parser = argparse.ArgumentParser(prog="python -m bench.bench_load", description=__doc__)
     parser.add_argument("--probes", type=int, default=PROBES)
+    parser.add_argument("--rate", type=float, default=RATE, help="Hz per probe, steady scenario")
     parser.add_argument("--seconds", type=float, default=SECONDS, help="steady scenario")
     parser.add_argument("--step", type=float, default=STEP_SECONDS, help="ceiling steps")
     parser.add_argument("--publishers", type=int, default=PUBLISHERS)
@@ -681,9 +711,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the scenarios (``python -m bench load`` passes no arguments)."""
-    global PROBES, SECONDS, STEP_SECONDS
+    global PROBES, RATE, SECONDS, STEP_SECONDS
     args = parse_args(argv or [])
-    PROBES, SECONDS, STEP_SECONDS = args.probes, args.seconds, args.step
+    if args.rate <= 0:
+        raise SystemExit("bench_load: --rate must be more than 0 Hz")
+    PROBES, RATE, SECONDS, STEP_SECONDS = args.probes, args.rate, args.seconds, args.step
     print(
         f"load: {PROBES:,} probes, {args.publishers} publisher process(es) -> kwapi-forwarder -> "
         "subscribers, ipc://, signed; kwapi-rrd through rrdcached (-w 600 -z 300 -t 4, journal)"

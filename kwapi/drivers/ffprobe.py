@@ -8,11 +8,15 @@ others.  A probe runs ffprobe for ``window`` seconds of packets and publishes
 
 * ``up`` (1), ``bitrate`` (bits/s, from packet sizes over the window),
   ``fps`` (from the video packet timestamps), ``width`` and ``height``;
-* or ``up`` = 0 alone when the stream cannot be read within ``timeout``.
+* or ``up`` = 0 alone when the stream cannot be read: a read stalled for
+  :func:`read_timeout` seconds, or no answer within ``timeout``.
 
-ffprobe runs from an argument list (never a shell) in its own process group,
-with ``-rw_timeout`` for the protocols that honour it and a SIGKILL of the
-group at ``timeout`` for the rest; every process is reaped.
+ffprobe runs from an argument list (never a shell) in its own process group.
+It gives up by itself when a read stalls for :func:`read_timeout` seconds
+(``-rw_timeout``; for UDP, which ignores it, the udp protocol's own
+``timeout`` in the URL), so a stream that stops is reported down by the next
+probe, well before ``timeout``; the SIGKILL of the group at ``timeout`` stays
+as the backstop (a server that trickles bytes); every process is reaped.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from dataclasses import dataclass
 
 import pydantic
 
-from kwapi.drivers.base import DeviceError, Driver, DriverParameters, Readings
+from kwapi.drivers.base import DeviceError, Driver, DriverParameters, Readings, SectionError
 
 # What ffprobe prints per packet and per stream: just enough to measure.
 SHOW_ENTRIES = "packet=stream_index,pts_time,dts_time,size:stream=index,codec_type,width,height"
@@ -116,18 +120,47 @@ def redact(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+def read_timeout(window: float, timeout: float) -> float:
+    """Seconds a read may stall before ffprobe gives up on the stream by itself.
+
+    max(1 s, min(window, (timeout - window) / 2)): at most a window, since a
+    live stream that delivers nothing for a window cannot be measured over
+    one; at most half of what ``timeout`` leaves beyond the window, so a
+    probe that stalls once while connecting and once in its window still
+    ends by itself (with ffprobe's own reason) before the kill at
+    ``timeout``; at least 1 s, so that network and scheduling hiccups do not
+    report a healthy stream down.
+    """
+    return max(1.0, min(window, (timeout - window) / 2))
+
+
+def with_read_timeout(url: str, seconds: float) -> str:
+    """*url* as given to ffprobe: a ``udp://`` URL gains the udp protocol's
+    ``timeout`` (it ignores ``-rw_timeout``), unless its query sets one."""
+    if urllib.parse.urlsplit(url).scheme.lower() != "udp":
+        return url
+    query = url.split("?", 1)[1] if "?" in url else None
+    if query is not None:
+        names = {name for name, _ in urllib.parse.parse_qsl(query, keep_blank_values=True)}
+        if "timeout" in names:
+            return url
+    separator = "?" if query is None else "" if url.endswith(("?", "&")) else "&"
+    return f"{url}{separator}timeout={int(seconds * 1_000_000)}"
+
+
 def ffprobe_command(executable: str, url: str, window: float, timeout: float) -> list[str]:
     """The ffprobe argument list that measures *window* seconds of *url*."""
     window_us = str(int(window * 1_000_000))
+    stall = read_timeout(window, timeout)
     return [
         executable,
         "-hide_banner",
         "-loglevel",
         "error",
-        # Give up on any read that stalls for the whole timeout (protocols
-        # without rw_timeout, such as UDP, are stopped by the hard kill).
+        # Give up on a read that stalls for the read timeout: TCP, HTTP,
+        # RTMP, SRT, files; UDP by its URL option (see with_read_timeout).
         "-rw_timeout",
-        str(int(timeout * 1_000_000)),
+        str(int(stall * 1_000_000)),
         # Stream analysis reads packets that count towards the window, so
         # analysing for longer than the window only wastes time.
         "-analyzeduration",
@@ -139,7 +172,7 @@ def ffprobe_command(executable: str, url: str, window: float, timeout: float) ->
         "-print_format",
         "json",
         "-i",
-        url,
+        with_read_timeout(url, stall),
     ]
 
 
@@ -302,7 +335,8 @@ class StreamWorker(threading.Thread):
         stats = parse_ffprobe_output(out)
         if stats is None:
             reason = last_line(err) or f"ffprobe exited with status {status} and no packet"
-            return None, reason.replace(self.url, redact(self.url))
+            given = with_read_timeout(self.url, read_timeout(params.window, params.timeout))
+            return None, reason.replace(given, self.url).replace(self.url, redact(self.url))
         return stats, ""
 
     def cancel(self) -> None:
@@ -346,9 +380,10 @@ class FfprobeDriver(Driver):
         if not isinstance(parameters, FfprobeParameters):
             raise TypeError(f"expected FfprobeParameters, got {type(parameters).__name__}")
         if len(parameters.urls) != len(probe_ids):
-            raise ValueError(
+            raise SectionError(
+                "probes",
                 f"{len(probe_ids)} probe(s) but {len(parameters.urls)} URL(s) in "
-                "parameters['urls']: give one URL per probe, in the same order"
+                "parameters['urls']: give one URL per probe, in the same order",
             )
         if shutil.which(parameters.ffprobe) is None:
             raise ValueError(

@@ -1,13 +1,15 @@
 """The validator fuzzed with hypothesis: it never raises anything but Rejected,
-accepts nothing invalid, and accepted + rejected always add up."""
+accepts nothing invalid, never accepts a replay, counts each rejection under
+its reason, and accepted + rejected always add up."""
 
 import json
 import math
+from collections import Counter
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kwapi.bus.protocol import Measurement, is_valid_meter_name, is_valid_probe_id
+from kwapi.bus.protocol import Measurement, is_valid_meter_name, is_valid_probe_id, topic_for
 from kwapi.bus.receiver import MessageValidator, Receiver, Rejected
 from kwapi.bus.signing import Signer, Verifier
 
@@ -60,6 +62,69 @@ def messages(draw):
     return frames + extra
 
 
+#: Any number of arbitrary frames, none and one included.
+frame_lists = st.lists(st.binary(max_size=40), max_size=6)
+
+#: Messages shaped like kwapi's, or arbitrary frames.
+any_message = messages() | frame_lists
+
+
+def expected_reason_of_frames(frames: list[bytes]) -> str:
+    """Why a signed receiver refuses arbitrary *frames* (no random bytes carry a
+    valid 32-byte HMAC)."""
+    if len(frames) == 2:
+        return "unsigned"
+    return "bad_signature" if len(frames) == 3 else "bad_frames"
+
+
+PROBES = ("node-a", "node-b", "node-c")
+WINDOW = 300.0
+
+
+def signed(probe_id: str, timestamp: float, watts: float) -> list[bytes]:
+    """The frames a publisher with *SECRET* sends (Publisher.frames)."""
+    topic, payload = Measurement(probe_id, timestamp, {"w": watts}).encode()
+    return [topic, payload, signer.sign(payload)]
+
+
+@st.composite
+def replay_sessions(draw) -> list[tuple[list[bytes], str | None]]:
+    """Good messages interleaved with exact replays of earlier ones, validly
+    signed messages no newer than their probe's last accepted one (some of
+    them out of the window too), and arbitrary frames; each paired with what
+    the receiver must do: None (accept) or the reason it must reject for."""
+    last: dict[str, float] = {}  # newest accepted timestamp of each probe
+    # Every validly signed message so far, and why it is refused when re-sent.
+    sent: list[tuple[list[bytes], str]] = []
+    session: list[tuple[list[bytes], str | None]] = []
+    for _ in range(draw(st.integers(1, 40))):
+        kind = draw(st.sampled_from(["good", "good", "replay", "older", "junk"]))
+        probe_id = draw(st.sampled_from(PROBES))
+        watts = draw(st.floats(0, 1e4))
+        if kind == "replay" and sent:
+            # Re-sent as is: an accepted message, or one already refused.
+            frames, reason = draw(st.sampled_from(sent))
+            session.append((list(frames), reason))
+        elif kind == "older" and probe_id in last:
+            timestamp = last[probe_id] - draw(st.floats(0, 2 * WINDOW) | st.just(0.0))
+            frames = signed(probe_id, timestamp, watts)
+            reason = "out_of_window" if abs(timestamp - NOW) > WINDOW else "replay"
+            session.append((frames, reason))
+            sent.append((frames, reason))
+        elif kind == "junk":
+            frames = draw(frame_lists)
+            session.append((frames, expected_reason_of_frames(frames)))
+        else:
+            # Newer than the probe's last, whatever the other probes sent.
+            start = last.get(probe_id, draw(st.floats(NOW - 250, NOW - 50)))
+            timestamp = start + draw(st.floats(1e-3, 5))
+            frames = signed(probe_id, timestamp, watts)
+            session.append((frames, None))
+            sent.append((frames, "replay"))
+            last[probe_id] = timestamp
+    return session
+
+
 def is_acceptable(measurement: Measurement) -> bool:
     return (
         is_valid_probe_id(measurement.probe_id)
@@ -73,7 +138,7 @@ def is_acceptable(measurement: Measurement) -> bool:
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(messages(), max_size=20))
+@given(st.lists(any_message, max_size=20))
 def test_validator_accepts_nothing_invalid_and_never_crashes(batch):
     validator = MessageValidator(Verifier([SECRET]), clock=lambda: NOW)
     last: dict[str, float] = {}
@@ -90,7 +155,7 @@ def test_validator_accepts_nothing_invalid_and_never_crashes(batch):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(messages(), max_size=30))
+@given(st.lists(any_message, max_size=30))
 def test_receiver_counters_add_up(batch):
     handled = []
     receiver = Receiver([], handled.append, MessageValidator(Verifier([SECRET]), clock=lambda: NOW))
@@ -99,3 +164,41 @@ def test_receiver_counters_add_up(batch):
     stats = receiver.stats
     assert stats.accepted == len(handled)
     assert stats.accepted + sum(stats.rejected.values()) == len(batch)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(frame_lists, max_size=10))
+def test_arbitrary_frames_are_refused_by_frame_count(batch):
+    receiver = Receiver([], [].append, MessageValidator(Verifier([SECRET]), clock=lambda: NOW))
+    for frames in batch:
+        assert receiver.process(frames) is None
+    expected = Counter(expected_reason_of_frames(frames) for frames in batch)
+    assert +receiver.stats.rejected == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(replay_sessions())
+def test_replays_and_older_messages_are_refused_under_their_reason(session):
+    handled: list[Measurement] = []
+    validator = MessageValidator(Verifier([SECRET]), window=WINDOW, clock=lambda: NOW)
+    receiver = Receiver([], handled.append, validator)
+    stats = receiver.stats
+    for frames, reason in session:
+        before = Counter(stats.rejected)
+        measurement = receiver.process(frames)
+        counted = +(Counter(stats.rejected) - before)
+        if reason is None:
+            assert measurement is not None
+            assert frames[0] == topic_for(measurement.probe_id)
+            assert counted == Counter()
+        else:
+            assert measurement is None, f"accepted what must be refused as {reason}"
+            assert counted == Counter({reason: 1})
+    expected = Counter(reason for _, reason in session if reason is not None)
+    assert +stats.rejected == expected
+    assert stats.accepted == len(handled) == sum(reason is None for _, reason in session)
+    assert stats.accepted + sum(stats.rejected.values()) == len(session)
+    # What was accepted is each probe's messages in strictly increasing time.
+    for probe_id in PROBES:
+        times = [m.timestamp for m in handled if m.probe_id == probe_id]
+        assert times == sorted(set(times))

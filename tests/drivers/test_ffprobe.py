@@ -25,7 +25,14 @@ import pytest
 
 from kwapi.config import ConfigError, Section
 from kwapi.drivers.config import parse_wattmeters
-from kwapi.drivers.ffprobe import FfprobeDriver, parse_ffprobe_output, redact
+from kwapi.drivers.ffprobe import (
+    FfprobeDriver,
+    ffprobe_command,
+    parse_ffprobe_output,
+    read_timeout,
+    redact,
+    with_read_timeout,
+)
 from tests.drivers.running import RunningDriver, expect_config_error, free_udp_port
 from tests.helpers import free_tcp_port, stop_process, wait_for
 
@@ -142,16 +149,34 @@ def test_measures_bitrate_fps_and_size_of_each_stream_in_probe_order(source):
     assert b["bitrate"] == pytest.approx(100_000, rel=0.2)
 
 
-def test_up_turns_0_when_the_source_stops_and_1_when_it_restarts(source):
+#: Allowance for one ffprobe run beyond its reads: start, stream analysis and
+#: exit (a silent UDP port takes the read timeout plus about 0.7 s here).
+FFPROBE_OVERHEAD = 1.0
+
+
+def test_up_turns_0_at_the_next_probe_after_the_source_stops_and_1_when_it_restarts(source, caplog):
+    caplog.set_level(logging.WARNING, logger="kwapi")
     port = free_udp_port()
-    interval, timeout = 1.0, 3.0
+    interval, window, timeout = 1.0, 1.0, 8.0
+    stall = read_timeout(window, timeout)
+    assert stall == 1.0
+    # The probe in flight at the stop ends one read timeout after the last
+    # packet; the next one starts an interval after it began (or at once, when
+    # it ran longer), finds nothing and ends one read timeout later.  Far less
+    # than the kill at `timeout`, which is what reported a UDP stream down before.
+    probe = stall + FFPROBE_OVERHEAD
+    down_bound = max(interval, probe) + probe
+    # The first probe that starts once packets flow again (the source needs
+    # about a second to start and send a key frame) reads one window.
+    up_bound = max(interval, probe) + window + FFPROBE_OVERHEAD + 1.0
+    assert down_bound < timeout and up_bound < timeout
     first = udp_source(source, port, "160x120", 10, 100)
     with RunningDriver(
         FfprobeDriver,
         ["live"],
         urls=[f"udp://127.0.0.1:{port}"],
         interval=interval,
-        window=1,
+        window=window,
         timeout=timeout,
     ) as running:
         wait_for(lambda: ups(running, "live", up=1), 15, "stream up")
@@ -159,12 +184,16 @@ def test_up_turns_0_when_the_source_stops_and_1_when_it_restarts(source):
         stopped = time.time()
         down = wait_for(lambda: ups(running, "live", after=stopped, up=0), 15, "stream down")[0]
         assert down.meters == {"up": 0}
-        assert down.timestamp - stopped <= interval + timeout + 1.5
+        assert down.timestamp - stopped <= down_bound
+        # Only the probe in flight at the stop may still report what it read.
+        assert len(ups(running, "live", after=stopped)) <= 2
+        assert "is down: udp://127.0.0.1:" in caplog.text
+        assert "ffprobe killed" not in caplog.text
 
         udp_source(source, port, "160x120", 10, 100)
         restarted = time.time()
         back = wait_for(lambda: ups(running, "live", after=restarted, up=1), 15, "back up")[0]
-        assert back.timestamp - restarted <= interval + timeout + 1.5
+        assert back.timestamp - restarted <= up_bound
         assert (back.meters["width"], back.meters["height"]) == (160, 120)
 
 
@@ -213,8 +242,12 @@ class TrickleServer(socketserver.ThreadingTCPServer):
         self.halt = threading.Event()
 
 
-def test_hung_servers_are_killed_at_timeout_without_delaying_other_streams(source):
-    timeout = 3.0
+def test_hung_servers_give_up_or_are_killed_without_delaying_other_streams(source):
+    # The silent server trips ffprobe's own read timeout; the trickling one
+    # never lets a read stall, so only the kill at `timeout` stops it.
+    timeout = 4.0
+    stall = read_timeout(1, timeout)
+    ends = {"silent": (stall, stall + FFPROBE_OVERHEAD), "trickle": (timeout, timeout + 2)}
     silent = socket.socket()  # accepts (the kernel does) and never answers
     silent.bind(("127.0.0.1", 0))
     silent.listen(64)
@@ -248,11 +281,11 @@ def test_hung_servers_are_killed_at_timeout_without_delaying_other_streams(sourc
         ) as running:
             started = time.time()
             wait_for(both_hung_reported_twice, 30, "two reports of each hung stream")
-            for name in hung:
+            for name, (shortest, longest) in ends.items():
                 first, second = ups(running, name)[:2]
                 assert first.meters == second.meters == {"up": 0}
-                assert timeout - 0.5 <= first.timestamp - started <= timeout + 2
-                assert timeout - 0.5 <= second.timestamp - first.timestamp <= timeout + 2
+                assert shortest - 0.5 <= first.timestamp - started <= longest
+                assert shortest - 0.5 <= second.timestamp - first.timestamp <= longest
             healthy = ups(running, "healthy")
             assert len(healthy) >= 3
             assert all(m.meters["up"] == 1 for m in healthy)
@@ -353,7 +386,9 @@ def test_bad_sections_are_refused_with_one_clear_message(parameters, expected):
 def test_daemon_without_ffprobe_exits_2_with_one_line(tmpdir_short):
     parameters = "{'urls': ['udp://127.0.0.1:9'], 'ffprobe': 'no-such-ffprobe'}"
     line = expect_config_error(tmpdir_short, "Streams", "Ffprobe", "['s1']", parameters)
-    assert "[Streams] driver Ffprobe: ffprobe command 'no-such-ffprobe' not found" in line
+    assert (
+        "[Streams] parameters: driver Ffprobe: ffprobe command 'no-such-ffprobe' not found" in line
+    )
 
 
 def test_daemon_publishes_signed_stream_measurements(kwapi_drivers, source):
@@ -393,3 +428,21 @@ def test_parser_and_redaction_edge_cases():
     assert audio.meters() == {"up": 1, "bitrate": 16000.0}
     assert redact("rtmp://user:pw@host:1935/live/key?token=x") == "rtmp://host:1935/live/key"
     assert redact("/srv/video.ts?x") == "/srv/video.ts"
+
+
+def test_read_timeout_and_the_udp_timeout_option():
+    assert read_timeout(2, 10) == 2  # the window
+    assert read_timeout(2, 4) == 1  # half of what the timeout leaves beyond the window
+    assert read_timeout(5, 6) == 1  # never under 1 s
+    command = ffprobe_command("ffprobe", "rtmp://h/live/k?t=1", 2, 10)
+    assert command[command.index("-rw_timeout") + 1] == "2000000"
+    assert command[-1] == "rtmp://h/live/k?t=1"  # rw_timeout applies: URL untouched
+    assert (
+        ffprobe_command("ffprobe", "udp://1.2.3.4:5", 1, 8)[-1] == "udp://1.2.3.4:5?timeout=1000000"
+    )
+    assert with_read_timeout("UDP://@239.0.0.1:5?fifo_size=9", 1.5) == (
+        "UDP://@239.0.0.1:5?fifo_size=9&timeout=1500000"
+    )
+    assert with_read_timeout("udp://h:5?", 1) == "udp://h:5?timeout=1000000"
+    assert with_read_timeout("udp://h:5?timeout=7&x=1", 1) == "udp://h:5?timeout=7&x=1"
+    assert with_read_timeout("/srv/udp.ts", 1) == "/srv/udp.ts"
