@@ -19,7 +19,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("name", help="name of the key pair, e.g. the host or daemon")
     parser.add_argument("--dir", default=".", help="directory to write the files in")
-    parser.add_argument("--force", action="store_true", help="overwrite existing files")
+    parser.add_argument("--force", action="store_true", help="replace existing files")
 
 
 def keygen(args: argparse.Namespace) -> int:
