@@ -76,17 +76,17 @@ class Measurement:
         for name, value in self.meters.items():
             if not is_valid_meter_name(name):
                 raise ProtocolError("bad_value", f"invalid meter name {name!r}")
-            number = _finite(value)
+            number = finite_number(value)
             if number is None:
                 raise ProtocolError("bad_value", f"meter {name!r} is not a finite number")
             body[name] = number
-        if _finite(self.timestamp) is None:
+        if finite_number(self.timestamp) is None:
             raise ProtocolError("bad_value", "timestamp is not a finite number")
         payload = orjson.dumps(body)
         return topic_for(self.probe_id), payload
 
 
-def _finite(value: object) -> float | None:
+def finite_number(value: object) -> float | None:
     """Return *value* as a float if it is a finite JSON number, else None."""
     if not isinstance(value, int | float) or isinstance(value, bool):
         return None
@@ -108,7 +108,7 @@ def decode_payload(payload: bytes) -> Measurement:
     probe_id = body.pop("probe_id", None)
     if not is_valid_probe_id(probe_id):
         raise ProtocolError("bad_probe_id", f"invalid probe id {probe_id!r:.80}")
-    timestamp = _finite(body.pop("timestamp", None))
+    timestamp = finite_number(body.pop("timestamp", None))
     if timestamp is None:
         raise ProtocolError("bad_value", "timestamp is not a finite number")
     if not body:
@@ -117,7 +117,7 @@ def decode_payload(payload: bytes) -> Measurement:
     for name, value in body.items():
         if not is_valid_meter_name(name):
             raise ProtocolError("bad_value", f"invalid meter name {name!r:.80}")
-        number = _finite(value)
+        number = finite_number(value)
         if number is None:
             raise ProtocolError("bad_value", f"meter {name!r} is not a finite number")
         meters[name] = number

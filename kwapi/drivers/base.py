@@ -15,7 +15,6 @@ the driver manager restarts it.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +22,7 @@ from typing import ClassVar
 
 import pydantic
 
-from kwapi.bus.protocol import Measurement
+from kwapi.bus.protocol import Measurement, finite_number
 
 LOG = logging.getLogger(__name__)
 
@@ -139,7 +138,7 @@ class Driver(threading.Thread):
         level while the same meters stay non-finite, and once more when the
         probe reads finite numbers again.
         """
-        not_finite = tuple(name for name, value in meters.items() if not _is_finite(value))
+        not_finite = tuple(name for name, value in meters.items() if finite_number(value) is None)
         if not_finite:
             self._drop(probe_id, meters, not_finite)
             return
@@ -230,13 +229,3 @@ class Driver(threading.Thread):
             self.teardown()
         except Exception as exc:
             self.log.warning("wattmeter %s: teardown failed: %r", self.wattmeter, exc)
-
-
-def _is_finite(value: object) -> bool:
-    """Tell whether *value* is a number the bus accepts: int or float, not bool, finite."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int too large for a float
-        return False
