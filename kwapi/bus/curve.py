@@ -10,8 +10,8 @@ key, and proves its own key pair.  Keys are ZeroMQ certificate files, made by
 
 from __future__ import annotations
 
-import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 
@@ -123,56 +123,23 @@ class CurveClient:
         socket.curve_serverkey = key
 
 
-CERTIFICATE_BANNERS = {
-    "public": "#   ZeroMQ CURVE Public Certificate, made by kwapi keygen\n"
-    "#   Copy it to the hosts that connect to, or admit, this key's owner.\n",
-    "secret": "#   ZeroMQ CURVE **Secret** Certificate, made by kwapi keygen\n"
-    "#   Keep it on this host, readable by its daemon only (mode 0600).\n",
-}
-
-
-def _certificate_text(kind: str, public: bytes, secret: bytes | None = None) -> str:
-    """A certificate in the ZeroMQ format that ``zmq.auth.load_certificate`` reads."""
-    lines = [CERTIFICATE_BANNERS[kind], "metadata", "curve"]
-    lines.append(f'    public-key = "{public.decode()}"')
-    if secret is not None:
-        lines.append(f'    secret-key = "{secret.decode()}"')
-    return "\n".join(lines) + "\n"
-
-
-def _write_file(path: str, text: str, mode: int) -> None:
-    """Write *path* with exactly *mode*, replacing any existing file in one step.
-
-    The content goes to a fresh file created with mode 0600 (``mkstemp``), set
-    to *mode* before any byte is written, then renamed over *path*: a secret
-    key never lies in a file that others may read, whatever the umask, and a
-    symbolic link at *path* is replaced, not followed.
-    """
-    directory, name = os.path.split(path)
-    fd, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=directory or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-
-
 def generate_keys(directory: str, name: str) -> tuple[str, str]:
     """Write NAME.key (public, mode 0644) and NAME.key_secret (mode 0600) in *directory*.
 
-    The secret file is never readable by group or others, even for a moment
-    and whatever the umask; existing files of that name are replaced.
+    pyzmq writes the pair into a fresh private folder (mode 0700, so no
+    file in it can be read by others whatever the umask); the files are
+    given their modes there, then renamed into place, replacing existing
+    files of that name (a symbolic link is replaced, not followed).
     """
     os.makedirs(directory, exist_ok=True)
-    public, secret = zmq.curve_keypair()
-    public_file = os.path.join(directory, f"{name}.key")
-    secret_file = os.path.join(directory, f"{name}.key_secret")
-    _write_file(secret_file, _certificate_text("secret", public, secret), 0o600)
-    _write_file(public_file, _certificate_text("public", public), 0o644)
-    return public_file, secret_file
+    staging = tempfile.mkdtemp(prefix=f".{name}.", dir=directory)
+    try:
+        made = zmq.auth.create_certificates(staging, name)
+        placed = []
+        for made_file, mode in zip(made, (0o644, 0o600), strict=True):
+            os.chmod(made_file, mode)
+            placed.append(os.path.join(directory, os.path.basename(made_file)))
+            os.replace(made_file, placed[-1])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return placed[0], placed[1]
