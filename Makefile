@@ -33,12 +33,12 @@ test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
-	$(BIN)/ruff check kwapi tests bench bin/kwapi-demo
-	$(BIN)/ruff format --check kwapi tests bench bin/kwapi-demo
+	$(BIN)/ruff check kwapi tests bench bin/kwapi-demo bin/kwapi-drivers-conf-from-csv
+	$(BIN)/ruff format --check kwapi tests bench bin/kwapi-demo bin/kwapi-drivers-conf-from-csv
 
 format: venv
-	$(BIN)/ruff format kwapi tests bench bin/kwapi-demo
-	$(BIN)/ruff check --fix kwapi tests bench bin/kwapi-demo
+	$(BIN)/ruff format kwapi tests bench bin/kwapi-demo bin/kwapi-drivers-conf-from-csv
+	$(BIN)/ruff check --fix kwapi tests bench bin/kwapi-demo bin/kwapi-drivers-conf-from-csv
 
 genconfig: venv
 	@for f in etc/kwapi/*-config-generator.conf; do $(BIN)/oslo-config-generator --config-file $$f || exit 1; done

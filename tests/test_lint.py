@@ -6,7 +6,7 @@ from pathlib import Path
 from tests.helpers import VENV_BIN
 
 ROOT = Path(__file__).parent.parent
-PATHS = ["kwapi", "tests", "bench", "bin/kwapi-demo"]
+PATHS = ["kwapi", "tests", "bench", "bin/kwapi-demo", "bin/kwapi-drivers-conf-from-csv"]
 
 
 def ruff(*args):

@@ -1,8 +1,9 @@
-"""The driver base class: one thread per wattmeter.
+"""The driver base classes: a thread per wattmeter, or a task of a shared loop.
 
 A driver subclass declares its parameters as a pydantic model and
 implements :meth:`Driver.setup`, :meth:`Driver.read` and, if it holds a
-resource, :meth:`Driver.teardown`.  The base class paces readings, stamps,
+resource, :meth:`Driver.teardown` (coroutines for an
+:class:`kwapi.drivers.aio.AsyncDriver`).  The base class paces readings, stamps,
 signs and publishes them, and survives a device that goes away: a
 :class:`DeviceError` (or an OSError) is logged once, the device is torn down
 and set up again with capped exponential backoff.  A reading that is not a
@@ -15,8 +16,10 @@ the driver manager restarts it.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import ClassVar
 
@@ -55,21 +58,31 @@ class DriverParameters(pydantic.BaseModel):
 
 
 Readings = Mapping[str, Mapping[str, float]]
+# What a device that goes away raises: logged once, then retried with backoff.
+DEVICE_FAILURES = (DeviceError, OSError, TimeoutError)
 PublishFunc = Callable[[Measurement], None]
 
 
 class Backoff:
-    """Exponential delays from *initial* doubling up to *cap*."""
+    """Exponential delays from *initial* doubling up to *cap*.
 
-    def __init__(self, initial: float, cap: float) -> None:
+    With *jitter* j > 0 each delay is drawn between (1 - j) times and the
+    full exponential delay, so that many devices that failed together do not
+    all retry in the same instant.
+    """
+
+    def __init__(self, initial: float, cap: float, jitter: float = 0.0) -> None:
         self.initial = min(initial, cap)
         self.cap = cap
+        self.jitter = jitter
         self.attempts = 0
 
     def next_delay(self) -> float:
         """Return the delay before the next try and count the try."""
         delay = min(self.cap, self.initial * 2**self.attempts)
         self.attempts += 1
+        if self.jitter:
+            delay *= 1.0 - self.jitter * random.random()
         return delay
 
     def reset(self) -> None:
@@ -77,12 +90,43 @@ class Backoff:
         self.attempts = 0
 
 
-class Driver(threading.Thread):
-    """One wattmeter's thread: set up, read every interval, publish.
+# Share of each retry delay left to chance (see Backoff).
+RETRY_JITTER = 0.5
+
+
+class Pacer:
+    """Deadlines every *interval* seconds on a grid of its own, skipping missed ones.
+
+    The first reading is at once; the next ones fall on a grid whose phase
+    comes from *name*, so that many wattmeters of the same interval spread
+    over it instead of all reading in the same millisecond.  Two readings
+    are never less than half an interval apart.
+    """
+
+    def __init__(self, interval: float, name: str) -> None:
+        self.interval = interval
+        self.phase = zlib.crc32(name.encode()) / 2**32 * interval
+        self.deadline: float | None = None
+
+    def delay(self) -> float:
+        """Seconds from now until the next deadline, to wait after a reading."""
+        now = time.monotonic()
+        if self.deadline is not None and self.deadline + self.interval >= now:
+            self.deadline += self.interval
+        else:  # the first reading, or fell behind: a point of the grid
+            self.deadline = now + (self.phase - now) % self.interval
+            if self.deadline - now < self.interval / 2:  # keep readings apart
+                self.deadline += self.interval
+        return self.deadline - now
+
+
+class DriverBase:
+    """What every driver has, however it runs: parameters, publishing, failure reports.
 
     *probe_ids* lists the wattmeter's probes in its own order; ``None`` marks
-    a position nobody watches.  :meth:`read` returns the meters of the probes
-    it could read, keyed by probe id.
+    a position nobody watches.  Subclasses run the readings: :class:`Driver`
+    in a thread of its own, :class:`kwapi.drivers.aio.AsyncDriver` as a task of
+    a shared event loop.
     """
 
     Parameters: ClassVar[type[DriverParameters]] = DriverParameters
@@ -94,7 +138,7 @@ class Driver(threading.Thread):
         parameters: DriverParameters,
         publish: PublishFunc,
     ) -> None:
-        super().__init__(name=f"driver:{wattmeter}", daemon=True)
+        super().__init__()  # threading.Thread's, for a thread driver
         self.wattmeter = wattmeter
         self.probe_ids = list(probe_ids)
         self.params = parameters
@@ -103,33 +147,44 @@ class Driver(threading.Thread):
         self.failure: BaseException | None = None
         self.published = 0
         self.dropped = 0
+        # When the last reading succeeded (time.monotonic()), and whether the
+        # device is failing now: what the manager's stall watch looks at.
+        self.last_reading_at: float | None = None
+        self.failing = False
         self.log = logging.LoggerAdapter(LOG, {"wattmeter": wattmeter})
         # Probes whose last reading was dropped, with the meters that were not finite.
         self._not_finite: dict[str, tuple[str, ...]] = {}
-
-    # -- what subclasses implement -------------------------------------------
+        self._last_error: str | None = None
 
     @classmethod
     def validate(cls, probe_ids: Sequence[str | None], parameters: DriverParameters) -> None:
         """Check the section as a whole at start; raise ValueError to refuse it.
 
-        Called once before any thread starts, e.g. to check that the probe
+        Called once before any reading starts, e.g. to check that the probe
         list fits the parameters or that a required library is installed.
         Raise :class:`SectionError` to name the key at fault (a plain
         ValueError names ``parameters``).
         """
 
-    def setup(self) -> None:
-        """Open the device; raise DeviceError if it cannot be reached."""
+    # -- what the driver manager calls ---------------------------------------
 
-    def read(self) -> Readings:
-        """Return one reading per probe read, keyed by probe id."""
+    def start(self) -> None:
+        """Start reading."""
         raise NotImplementedError
 
-    def teardown(self) -> None:
-        """Release what setup opened; must not raise."""
+    def stop(self) -> None:
+        """Ask the driver to stop after its current reading."""
+        self.stop_event.set()
 
-    # -- the loop ------------------------------------------------------------
+    def is_alive(self) -> bool:
+        """Whether the driver still runs."""
+        raise NotImplementedError
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait up to *timeout* seconds for the driver to end."""
+        raise NotImplementedError
+
+    # -- shared by the reading loops ------------------------------------------
 
     def publish(self, probe_id: str, meters: Mapping[str, float], timestamp: float) -> None:
         """Stamp and publish one probe's meters; drop them if one is not a finite number.
@@ -148,6 +203,39 @@ class Driver(threading.Thread):
             self.log.warning(
                 "wattmeter %s: probe %s reads finite numbers again", self.wattmeter, probe_id
             )
+
+    def publish_readings(self, readings: Readings) -> None:
+        """Publish one round of readings, stamped now; note a device that came back."""
+        timestamp = time.time()
+        for probe_id, meters in readings.items():
+            if probe_id is not None and meters:
+                self.publish(probe_id, meters, timestamp)
+        self.last_reading_at = time.monotonic()
+        if self.failing:
+            self.log.warning("wattmeter %s: device is back", self.wattmeter)
+            self.failing = False
+            self._last_error = None
+
+    def report_failure(self, exc: BaseException) -> None:
+        """Log a device failure once per distinct error, at debug level while it lasts."""
+        error = f"{type(exc).__name__}: {exc}"
+        self.failing = True
+        if error != self._last_error:
+            self.log.warning(
+                "wattmeter %s: %s; retrying every %g s at most",
+                self.wattmeter,
+                error,
+                self.params.max_backoff,
+            )
+        else:
+            self.log.debug("wattmeter %s: still failing: %s", self.wattmeter, error)
+        self._last_error = error
+
+    def new_backoff(self) -> Backoff:
+        """The backoff between tries to reach the device, jittered."""
+        return Backoff(
+            initial=min(1.0, self.params.interval), cap=self.params.max_backoff, jitter=RETRY_JITTER
+        )
 
     def _drop(
         self, probe_id: str, meters: Mapping[str, object], not_finite: tuple[str, ...]
@@ -168,9 +256,38 @@ class Driver(threading.Thread):
             )
         self._not_finite[probe_id] = not_finite
 
-    def stop(self) -> None:
-        """Ask the thread to stop after its current reading."""
-        self.stop_event.set()
+
+class Driver(DriverBase, threading.Thread):
+    """One wattmeter's thread: set up, read every interval, publish.
+
+    :meth:`read` returns the meters of the probes it could read, keyed by
+    probe id.
+    """
+
+    # -- what subclasses implement -------------------------------------------
+
+    def setup(self) -> None:
+        """Open the device; raise DeviceError if it cannot be reached."""
+
+    def read(self) -> Readings:
+        """Return one reading per probe read, keyed by probe id."""
+        raise NotImplementedError
+
+    def teardown(self) -> None:
+        """Release what setup opened; must not raise."""
+
+    # -- the loop ------------------------------------------------------------
+
+    def start(self) -> None:
+        self.name = f"driver:{self.wattmeter}"
+        self.daemon = True
+        threading.Thread.start(self)
+
+    def is_alive(self) -> bool:
+        return threading.Thread.is_alive(self)
+
+    def join(self, timeout: float | None = None) -> None:
+        threading.Thread.join(self, timeout)
 
     def run(self) -> None:
         try:
@@ -182,47 +299,25 @@ class Driver(threading.Thread):
             self._safe_teardown()
 
     def _run_with_retries(self) -> None:
-        backoff = Backoff(initial=min(1.0, self.params.interval), cap=self.params.max_backoff)
-        last_error: str | None = None
+        backoff = self.new_backoff()
         while not self.stop_event.is_set():
             try:
                 self.setup()
-                self._read_loop(backoff, recovering=last_error is not None)
+                self._read_loop(backoff)
                 return
-            except (DeviceError, OSError, TimeoutError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
+            except DEVICE_FAILURES as exc:
+                failure: BaseException = exc
             # Logged outside the except block, so the line carries no traceback.
-            if error != last_error:
-                self.log.warning(
-                    "wattmeter %s: %s; retrying every %g s at most",
-                    self.wattmeter,
-                    error,
-                    self.params.max_backoff,
-                )
-            else:
-                self.log.debug("wattmeter %s: still failing: %s", self.wattmeter, error)
-            last_error = error
+            self.report_failure(failure)
             self._safe_teardown()
             self.stop_event.wait(backoff.next_delay())
 
-    def _read_loop(self, backoff: Backoff, recovering: bool) -> None:
-        interval = self.params.interval
-        deadline = time.monotonic()
+    def _read_loop(self, backoff: Backoff) -> None:
+        pacer = Pacer(self.params.interval, self.wattmeter)
         while not self.stop_event.is_set():
-            readings = self.read()
-            timestamp = time.time()
-            for probe_id, meters in readings.items():
-                if probe_id is not None and meters:
-                    self.publish(probe_id, meters, timestamp)
-            if recovering:
-                self.log.warning("wattmeter %s: device is back", self.wattmeter)
-                recovering = False
+            self.publish_readings(self.read())
             backoff.reset()
-            deadline += interval
-            now = time.monotonic()
-            if deadline < now:  # fell behind: skip the missed readings
-                deadline = now
-            self.stop_event.wait(deadline - now)
+            self.stop_event.wait(pacer.delay())
 
     def _safe_teardown(self) -> None:
         try:

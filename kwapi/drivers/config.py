@@ -13,6 +13,7 @@ Values are Python literals read with :func:`ast.literal_eval`, never eval.
 from __future__ import annotations
 
 import ast
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ import stevedore
 
 from kwapi.bus.protocol import is_valid_probe_id
 from kwapi.config import ConfigError, Section
-from kwapi.drivers.base import Driver, DriverParameters, SectionError
+from kwapi.drivers.base import DriverBase, DriverParameters, SectionError
 
 NAMESPACE = "kwapi.drivers"
 KNOWN_KEYS = ("driver", "probes", "parameters")
@@ -35,12 +36,12 @@ class Wattmeter:
 
     name: str
     driver_name: str
-    driver_class: type[Driver]
+    driver_class: type[DriverBase]
     probe_ids: tuple[str | None, ...]
     parameters: DriverParameters
     file: str
 
-    def build(self, publish) -> Driver:
+    def build(self, publish) -> DriverBase:
         """Return a new, not yet started, driver thread for this wattmeter."""
         return self.driver_class(self.name, self.probe_ids, self.parameters, publish)
 
@@ -64,7 +65,7 @@ def available_drivers() -> list[str]:
     return sorted(set(_named_drivers([], []).entry_points_names()))
 
 
-def load_driver_class(name: str) -> type[Driver]:
+def load_driver_class(name: str) -> type[DriverBase]:
     """Return the driver class registered under *name*; raise LookupError.
 
     An unknown name, a module that fails to import, a name registered by
@@ -82,16 +83,21 @@ def load_driver_class(name: str) -> type[Driver]:
         found = ", ".join(sorted(f"{p.__module__}.{p.__qualname__}" for p in plugins))
         raise LookupError(f"driver {name!r} is registered several times ({found})")
     driver_class = plugins.pop()
-    if not (isinstance(driver_class, type) and issubclass(driver_class, Driver)):
+    if not (isinstance(driver_class, type) and issubclass(driver_class, DriverBase)):
         raise LookupError(f"driver {name!r} ({driver_class!r}) is not a kwapi.drivers.base.Driver")
     return driver_class
 
 
 def parse_wattmeters(sections: Sequence[Section]) -> list[Wattmeter]:
-    """Validate every wattmeter section; raise ConfigError on the first problem."""
+    """Validate every wattmeter section; raise ConfigError on the first problem.
+
+    Each driver class is loaded once per call, however many sections use it:
+    a machine room has a thousand sections of two or three drivers.
+    """
     wattmeters: list[Wattmeter] = []
     owners: dict[str, str] = {}
     seen: dict[str, str] = {}
+    classes: dict[str, type[DriverBase]] = {}
     for section in sections:
         if section.name in LIBRARY_SECTIONS:
             continue
@@ -103,7 +109,7 @@ def parse_wattmeters(sections: Sequence[Section]) -> list[Wattmeter]:
                 section=section.name,
             )
         seen[section.name] = section.file
-        wattmeter = _parse_section(section)
+        wattmeter = _parse_section(section, classes)
         for probe_id in wattmeter.probe_ids:
             if probe_id is None:
                 continue
@@ -119,7 +125,9 @@ def parse_wattmeters(sections: Sequence[Section]) -> list[Wattmeter]:
     return wattmeters
 
 
-def _parse_section(section: Section) -> Wattmeter:
+def _parse_section(section: Section, classes: dict[str, type[DriverBase]]) -> Wattmeter:
+    """Validate one wattmeter *section*; *classes* caches the driver classes by name."""
+
     def error(key: str, message: str) -> ConfigError:
         return ConfigError(message, file=section.file, section=section.name, key=key)
 
@@ -132,7 +140,7 @@ def _parse_section(section: Section) -> Wattmeter:
 
     driver_name = section.values["driver"].strip()
     try:
-        driver_class = load_driver_class(driver_name)
+        driver_class = _cached_driver_class(driver_name, classes)
     except LookupError as exc:
         raise error("driver", str(exc)) from None
 
@@ -147,7 +155,8 @@ def _parse_section(section: Section) -> Wattmeter:
             )
     if all(probe_id is None for probe_id in probes):
         raise error("probes", "every probe is None")
-    duplicates = sorted({p for p in probes if p is not None and probes.count(p) > 1})
+    counts = Counter(p for p in probes if p is not None)
+    duplicates = sorted(p for p, count in counts.items() if count > 1)
     if duplicates:
         raise error("probes", f"probe id {duplicates[0]!r} appears twice")
 
@@ -173,6 +182,13 @@ def _parse_section(section: Section) -> Wattmeter:
     return Wattmeter(
         section.name, driver_name, driver_class, tuple(probes), parameters, section.file
     )
+
+
+def _cached_driver_class(name: str, classes: dict[str, type[DriverBase]]) -> type[DriverBase]:
+    """:func:`load_driver_class` for *name*, remembered in *classes*; raise LookupError."""
+    if name not in classes:
+        classes[name] = load_driver_class(name)
+    return classes[name]
 
 
 def _literal(text: str, error, key: str) -> object:

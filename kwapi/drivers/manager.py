@@ -8,13 +8,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from kwapi.drivers.base import Backoff, Driver, PublishFunc
+from kwapi.drivers.base import RETRY_JITTER, Backoff, DriverBase, PublishFunc
 from kwapi.drivers.config import Wattmeter
 
 LOG = logging.getLogger(__name__)
 
 RESTART_BACKOFF_INITIAL = 1.0
 RESTART_BACKOFF_CAP = 60.0
+# A wattmeter whose device answered before and that has published no reading
+# for this many of its intervals (and at least STALL_MIN_SECONDS), with no
+# device error to explain it, is stalled: the manager says so once.
+STALL_INTERVALS = 5
+STALL_MIN_SECONDS = 10.0
 
 
 @dataclass
@@ -22,21 +27,30 @@ class _Slot:
     """One wattmeter, its current thread and its restart schedule."""
 
     wattmeter: Wattmeter
-    driver: Driver | None = None
+    driver: DriverBase | None = None
     started_at: float = 0.0
     restart_at: float | None = None
     restarts: int = 0
     backoff: Backoff = field(
-        default_factory=lambda: Backoff(RESTART_BACKOFF_INITIAL, RESTART_BACKOFF_CAP)
+        default_factory=lambda: Backoff(
+            RESTART_BACKOFF_INITIAL, RESTART_BACKOFF_CAP, jitter=RETRY_JITTER
+        )
     )
+    stalled_since: float | None = None
+
+    @property
+    def stall_after(self) -> float:
+        """Seconds without a reading after which this wattmeter is stalled."""
+        return max(STALL_INTERVALS * self.wattmeter.parameters.interval, STALL_MIN_SECONDS)
 
 
 class DriverManager:
     """Starts a driver thread per wattmeter, restarts dead ones, stops them all.
 
-    A thread found dead is restarted after a delay that doubles with each
-    consecutive death, up to a minute; a thread that lived longer than that
-    cap starts again from the shortest delay.
+    A driver found dead is restarted after a delay that doubles with each
+    consecutive death, up to a minute, jittered; a driver that lived longer
+    than that cap starts again from the shortest delay.  A driver alive but
+    silent (see :meth:`watch_stalls`) is reported once.
     """
 
     def __init__(
@@ -50,7 +64,7 @@ class DriverManager:
         self.check_interval = check_interval
 
     @property
-    def drivers(self) -> list[Driver]:
+    def drivers(self) -> list[DriverBase]:
         """The current driver threads, one per wattmeter still scheduled."""
         return [slot.driver for slot in self._slots if slot.driver is not None]
 
@@ -64,14 +78,18 @@ class DriverManager:
         slot.driver = slot.wattmeter.build(self._publish)
         slot.started_at = time.monotonic()
         slot.restart_at = None
+        slot.stalled_since = None
         slot.driver.start()
 
     def check(self) -> None:
-        """Restart threads that died, once their backoff delay has passed."""
+        """Restart drivers that died, once their backoff delay has passed; watch for stalls."""
         now = time.monotonic()
         for slot in self._slots:
             driver = slot.driver
-            if driver is None or driver.is_alive():
+            if driver is None:
+                continue
+            if driver.is_alive():
+                self._watch_stall(slot, driver, now)
                 continue
             if slot.restart_at is None:
                 if now - slot.started_at > RESTART_BACKOFF_CAP:
@@ -94,6 +112,30 @@ class DriverManager:
                     slot.restarts,
                 )
                 self._start(slot)
+
+    def _watch_stall(self, slot: _Slot, driver: DriverBase, now: float) -> None:
+        """Say once that a driver whose device answered before publishes nothing, and why not."""
+        last = driver.last_reading_at
+        if last is None or driver.failing:
+            return
+        silent = now - last
+        if slot.stalled_since is None and silent > slot.stall_after:
+            slot.stalled_since = last
+            LOG.error(
+                "wattmeter %s: driver %s stalled: no reading for %.0f s although its device "
+                "answered before and reported no error",
+                slot.wattmeter.name,
+                slot.wattmeter.driver_name,
+                silent,
+            )
+        elif slot.stalled_since is not None and last > slot.stalled_since:
+            LOG.warning(
+                "wattmeter %s: driver %s reads again after a stall of %.0f s",
+                slot.wattmeter.name,
+                slot.wattmeter.driver_name,
+                last - slot.stalled_since,
+            )
+            slot.stalled_since = None
 
     def next_check_delay(self) -> float:
         """Seconds until the next check is due: the interval, or sooner for a restart."""

@@ -4,17 +4,18 @@ One wattmeter is one PDU; its probes are the PDU's outlets in the order of
 the power column's rows (``None`` skips an outlet).  At setup the driver
 walks the column once to learn the rows; every reading is then a single
 GET carrying the OIDs of all the watched outlets.  pysnmp's asyncio API
-runs on an event loop owned by the driver's thread.
+runs on the event loop that every Snmp and Ipmi wattmeter of the process
+shares (:mod:`kwapi.drivers.aio`).
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Literal
 
 import pydantic
 
-from kwapi.drivers.base import DeviceError, Driver, DriverParameters, Readings
+from kwapi.drivers.aio import AsyncDriver
+from kwapi.drivers.base import DeviceError, DriverParameters, Readings
 
 try:
     from pysnmp.hlapi.v3arch import asyncio as hlapi
@@ -106,7 +107,7 @@ class SnmpParameters(DriverParameters):
         return MODELS[self.model]
 
 
-class SnmpDriver(Driver):
+class SnmpDriver(AsyncDriver):
     """One PDU: each probe is an outlet, read together in one SNMP request."""
 
     Parameters = SnmpParameters
@@ -128,14 +129,13 @@ class SnmpDriver(Driver):
 
     # -- lifecycle --------------------------------------------------------------
 
-    def setup(self) -> None:
-        self._loop = asyncio.new_event_loop()
+    async def setup(self) -> None:
         self._engine = None
         self._oids: list[tuple[str, str]] = []
-        self._run(self._setup())
+        await self._snmp(self._setup())
 
-    def read(self) -> Readings:
-        values = self._run(self._get())
+    async def read(self) -> Readings:
+        values = await self._snmp(self._get())
         readings = {}
         for probe_id, value in values:
             watts = self._watts(value)
@@ -143,30 +143,21 @@ class SnmpDriver(Driver):
                 readings[probe_id] = {"w": watts}
         return readings
 
-    def teardown(self) -> None:
-        engine, loop = getattr(self, "_engine", None), getattr(self, "_loop", None)
-        self._engine = self._loop = None
-        if loop is None or loop.is_closed():
+    async def teardown(self) -> None:
+        engine, self._engine = getattr(self, "_engine", None), None
+        if engine is None:
             return
         try:
-            if engine is not None:
-                engine.close_dispatcher()
-            # Let the dispatcher's timer task and any request see their cancellation.
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
+            engine.close_dispatcher()
         except Exception as exc:  # closing a half-open transport
             self.log.debug("wattmeter %s: closing SNMP engine: %r", self.wattmeter, exc)
-        finally:
-            loop.close()
 
     # -- SNMP -------------------------------------------------------------------
 
-    def _run(self, coroutine):
+    async def _snmp(self, coroutine):
+        """Await *coroutine*; pysnmp's own errors become DeviceErrors."""
         try:
-            return self._loop.run_until_complete(coroutine)
+            return await coroutine
         except (DeviceError, OSError):
             raise
         except Exception as exc:

@@ -13,6 +13,7 @@ import threading
 import pytest
 
 from kwapi.config import ConfigError, Section
+from kwapi.drivers import ipmi as ipmi_module
 from kwapi.drivers.config import parse_wattmeters
 from kwapi.drivers.ipmi import IpmiDriver, IpmiParameters
 from tests.drivers.running import (
@@ -368,3 +369,17 @@ def test_kwapi_drivers_refuses_a_bad_section(tmpdir_short):
     parameters = "{'username': 'admin', 'password': 'x'}"
     line = expect_config_error(tmpdir_short, "Rack 1 BMC", "Ipmi", "['node-7']", parameters)
     assert "host" in line
+
+
+def test_a_session_idle_too_long_is_renewed_before_reading(bmc, bus, caplog, monkeypatch):
+    """BMCs drop sessions idle for about a minute: with a long interval, log in afresh."""
+    monkeypatch.setattr(ipmi_module, "SESSION_IDLE_LIMIT", 0.1)
+    publisher, client = bus
+    server = bmc(watts=150)
+    with running(publisher, server.port, interval=0.3) as driver:
+        assert client.receive(timeout=15).meters == {"w": 150.0}
+        first = driver._session
+        assert first is not None
+        assert [m.meters for m in client.collect(3, timeout=15)] == [{"w": 150.0}] * 3
+        assert driver._session is not first
+    assert not warnings_about(caplog, "BMC")

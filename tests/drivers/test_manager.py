@@ -1,14 +1,12 @@
 """The driver manager: start, restart with backoff, stop."""
 
-import itertools
 import logging
+import os
 import threading
 import time
 
-import pytest
-
 from kwapi.drivers import manager as manager_module
-from kwapi.drivers.base import Driver, DriverParameters
+from kwapi.drivers.base import DeviceError, Driver, DriverParameters
 from kwapi.drivers.config import Wattmeter
 from kwapi.drivers.manager import DriverManager
 from tests.helpers import wait_for
@@ -91,5 +89,89 @@ def test_restart_delay_doubles_while_a_driver_keeps_dying(monkeypatch):
         assert slot.restart_at is None  # restarted
     manager.stop()
     assert slot.restarts == 4
-    for earlier, later in itertools.pairwise(delays):
-        assert later == pytest.approx(2 * earlier, rel=0.2)
+    # Each delay doubles, less a random part of up to half (jitter).
+    for attempt, delay in enumerate(delays):
+        full = 0.05 * 2**attempt
+        assert full / 2 - 0.01 <= delay <= full + 0.01, (attempt, delays)
+
+
+class PipeMeter(Driver):
+    """A meter that writes one line per reading into a pipe; it stalls when the line stops."""
+
+    def setup(self):
+        self.pipe = PIPES[self.wattmeter]
+
+    def read(self):
+        line = self.pipe.readline()  # blocks, with no error, while the meter says nothing
+        return {self.probe_ids[0]: {"w": float(line)}}
+
+
+PIPES: dict = {}
+
+
+def test_a_stalled_driver_is_reported_once_and_its_recovery_too(caplog, monkeypatch):
+    monkeypatch.setattr(manager_module, "STALL_MIN_SECONDS", 0.3)
+    caplog.set_level(logging.INFO, logger="kwapi.drivers.manager")
+    read_end, write_end = os.pipe()
+    PIPES["meter"] = os.fdopen(read_end, "r")
+    writer = os.fdopen(write_end, "w")
+    published = []
+    manager = DriverManager(
+        [wattmeter("meter", PipeMeter, "P", interval=0.02)], published.append, check_interval=0.02
+    )
+    manager.start()
+
+    def checked(text: str) -> bool:
+        manager.check()
+        return text in caplog.text
+
+    try:
+        for watts in range(3):
+            writer.write(f"{watts}\n")
+            writer.flush()
+        wait_for(lambda: len(published) == 3, 5, "three readings")
+        wait_for(lambda: checked("stalled"), 5, "the stall reported")
+        for _ in range(5):  # more checks while still stalled say nothing more
+            manager.check()
+        writer.write("7\n")
+        writer.flush()
+        wait_for(lambda: checked("reads again"), 5, "the recovery reported")
+    finally:
+        writer.write("8\n" * 10)
+        writer.close()
+        manager.stop()
+    lines = [r.getMessage() for r in caplog.records if "meter" in r.getMessage()]
+    stalls = [line for line in lines if "stalled" in line]
+    assert len(stalls) == 1, lines
+    assert "no reading for" in stalls[0] and "answered before" in stalls[0]
+    assert len([line for line in lines if "reads again after a stall" in line]) == 1
+    assert [m.meters["w"] for m in published[:4]] == [0.0, 1.0, 2.0, 7.0]
+
+
+def test_a_failing_device_is_no_stall(caplog, monkeypatch):
+    """A device that reports errors is an outage (logged by its driver), not a stall."""
+    monkeypatch.setattr(manager_module, "STALL_MIN_SECONDS", 0.1)
+
+    class Unplugged(Driver):
+        reads = 0
+
+        def read(self):
+            Unplugged.reads += 1
+            if Unplugged.reads > 2:
+                raise DeviceError("gone")
+            return {self.probe_ids[0]: {"w": 1.0}}
+
+    published = []
+    manager = DriverManager(
+        [wattmeter("unplugged", Unplugged, "U", interval=0.02, max_backoff=0.05)],
+        published.append,
+        check_interval=0.02,
+    )
+    manager.start()
+    started = time.monotonic()
+    # Checked all along an outage of several stall delays.
+    wait_for(lambda: manager.check() or Unplugged.reads > 20, 10, "twenty failed tries")
+    manager.stop()
+    assert time.monotonic() - started > 3 * manager_module.STALL_MIN_SECONDS
+    assert "stalled" not in caplog.text
+    assert len(published) == 2

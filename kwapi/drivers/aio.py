@@ -1,0 +1,131 @@
+"""Drivers that run as tasks of one shared event loop instead of a thread each.
+
+A machine room is a thousand BMCs: a thread each would be a thousand
+threads, each blocked while its device is silent.  An :class:`AsyncDriver`
+is a coroutine on the process' one :class:`EventLoopThread`: a silent device
+costs a pending future, and a failing one never delays the others.  The
+contract is a thread driver's: ``setup``, ``read`` and ``teardown`` (here
+coroutines), the same pacing, backoff, publishing and one log line per
+outage.  Driver code must not block the loop: I/O goes through asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from typing import ClassVar
+
+from kwapi.drivers.base import DEVICE_FAILURES, Backoff, DriverBase, Pacer, Readings
+
+
+class EventLoopThread:
+    """An asyncio event loop running in a daemon thread; :meth:`shared` is the process'."""
+
+    _shared: ClassVar[EventLoopThread | None] = None
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, name: str = "drivers-event-loop") -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def shared(cls) -> EventLoopThread:
+        """The event loop every async driver of this process runs on, started on first use."""
+        with cls._lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
+
+
+class AsyncDriver(DriverBase):
+    """One wattmeter as a task of the shared event loop: set up, read every interval, publish."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: concurrent.futures.Future | None = None
+        self._inner: asyncio.Task | None = None
+
+    # -- what subclasses implement -------------------------------------------
+
+    async def setup(self) -> None:
+        """Open the device; raise DeviceError if it cannot be reached."""
+
+    async def read(self) -> Readings:
+        """Return one reading per probe read, keyed by probe id."""
+        raise NotImplementedError
+
+    async def teardown(self) -> None:
+        """Release what setup opened; must not raise."""
+
+    # -- what the driver manager calls ---------------------------------------
+
+    def start(self) -> None:
+        self._loop = EventLoopThread.shared().loop
+        self._task = asyncio.run_coroutine_threadsafe(self._run(), self._loop)
+
+    def stop(self) -> None:
+        """Stop now: a wait or a request in flight is cancelled, a reading taken is published."""
+        super().stop()
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._cancel)
+
+    def is_alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._task is not None:
+            concurrent.futures.wait([self._task], timeout)
+
+    # -- the task -------------------------------------------------------------
+
+    def _cancel(self) -> None:
+        if self._inner is not None:
+            self._inner.cancel()
+
+    async def _run(self) -> None:
+        self._inner = asyncio.current_task()
+        try:
+            await self._run_with_retries()
+        except asyncio.CancelledError as exc:
+            if not self.stop_event.is_set():  # cancelled by someone else: a crash
+                self.failure = exc
+                self.log.error("wattmeter %s: driver cancelled", self.wattmeter)
+        except BaseException as exc:
+            self.failure = exc
+            self.log.error("wattmeter %s: driver crashed: %r", self.wattmeter, exc, exc_info=True)
+        finally:
+            await self._safe_teardown()
+
+    async def _run_with_retries(self) -> None:
+        backoff = self.new_backoff()
+        while not self.stop_event.is_set():
+            try:
+                await self.setup()
+                await self._read_loop(backoff)
+                return
+            except DEVICE_FAILURES as exc:
+                failure: BaseException = exc
+            self.report_failure(failure)
+            await self._safe_teardown()
+            await self._sleep(backoff.next_delay())
+
+    async def _read_loop(self, backoff: Backoff) -> None:
+        pacer = Pacer(self.params.interval, self.wattmeter)
+        while not self.stop_event.is_set():
+            self.publish_readings(await self.read())
+            backoff.reset()
+            await self._sleep(pacer.delay())
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait *seconds* unless the driver was asked to stop (stop() cancels the wait)."""
+        if not self.stop_event.is_set():
+            await asyncio.sleep(seconds)
+
+    async def _safe_teardown(self) -> None:
+        try:
+            await self.teardown()
+        except Exception as exc:
+            self.log.warning("wattmeter %s: teardown failed: %r", self.wattmeter, exc)
