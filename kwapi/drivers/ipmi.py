@@ -71,7 +71,7 @@ class IpmiDriver(AsyncDriver):
         if len(probe_ids) != 1:
             raise SectionError("probes", "a BMC measures one server: list exactly one probe")
         if ipmi_sdr is None:
-            raise ValueError("cryptography is not installed (pip install 'kwapi[ipmi]')")
+            raise ValueError("the Ipmi driver needs cryptography: pip install 'kwapi[ipmi]'")
 
     async def setup(self) -> None:
         self._probe = self.probe_ids[0]

@@ -28,6 +28,10 @@ BMC_ADDRESS = 0x20
 CONSOLE_ADDRESS = 0x81
 NAME_ONLY_LOOKUP = 0x10
 AES_BLOCK = 16
+# K1 and K2 are HMACs of these 20-byte constants (section 13.32), whatever
+# the suite's hash: BMCs use 20 bytes for HMAC-SHA256 suites too.
+KEY_CONSTANT_1 = b"\x01" * 20
+KEY_CONSTANT_2 = b"\x02" * 20
 
 # RMCP+ and RAKP status codes (table 13-15).
 STATUS_TEXTS = {
@@ -101,11 +105,10 @@ class SessionKeys:
     ) -> SessionKeys:
         """Derive SIK, K1 and K2 from the RAKP exchange (no BMC key: Kg is the password)."""
         sik = cls.session_integrity_key(suite, password, login, bmc_random)
-        size = suite.digest_size
         return cls(
             suite,
-            k1=suite.mac(sik, b"\x01" * size),
-            aes_key=suite.mac(sik, b"\x02" * size)[:AES_BLOCK],
+            k1=suite.mac(sik, KEY_CONSTANT_1),
+            aes_key=suite.mac(sik, KEY_CONSTANT_2)[:AES_BLOCK],
         )
 
     @staticmethod

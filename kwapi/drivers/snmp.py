@@ -107,6 +107,22 @@ class SnmpParameters(DriverParameters):
         return MODELS[self.model]
 
 
+# One pysnmp engine per set of credentials, shared by every PDU that uses
+# them: an engine costs megabytes and a quarter of a second of CPU to build,
+# and one engine's socket serves all its PDUs.  Engines live as long as the
+# process (closing one under answers in flight makes pysnmp complain), on the
+# shared event loop's thread, which is the only one that touches them.
+_ENGINES: dict[tuple, object] = {}
+
+
+def shared_engine(credentials: tuple) -> object:
+    """The engine of the PDUs read with *credentials*, built on first use."""
+    engine = _ENGINES.get(credentials)
+    if engine is None:
+        engine = _ENGINES[credentials] = hlapi.SnmpEngine()
+    return engine
+
+
 class SnmpDriver(AsyncDriver):
     """One PDU: each probe is an outlet, read together in one SNMP request."""
 
@@ -116,7 +132,7 @@ class SnmpDriver(AsyncDriver):
     @classmethod
     def validate(cls, probe_ids, parameters) -> None:
         if hlapi is None:
-            raise ValueError("pysnmp is not installed (pip install 'kwapi[snmp]')")
+            raise ValueError("the Snmp driver needs pysnmp: pip install 'kwapi[snmp]'")
         if (parameters.oid is None) == (parameters.model is None):
             raise ValueError("set exactly one of the parameters 'oid' and 'model'")
         if parameters.unit and parameters.model != "eaton":
@@ -130,7 +146,6 @@ class SnmpDriver(AsyncDriver):
     # -- lifecycle --------------------------------------------------------------
 
     async def setup(self) -> None:
-        self._engine = None
         self._oids: list[tuple[str, str]] = []
         await self._snmp(self._setup())
 
@@ -144,13 +159,7 @@ class SnmpDriver(AsyncDriver):
         return readings
 
     async def teardown(self) -> None:
-        engine, self._engine = getattr(self, "_engine", None), None
-        if engine is None:
-            return
-        try:
-            engine.close_dispatcher()
-        except Exception as exc:  # closing a half-open transport
-            self.log.debug("wattmeter %s: closing SNMP engine: %r", self.wattmeter, exc)
+        """Nothing to release: the engine is shared, the target holds no socket."""
 
     # -- SNMP -------------------------------------------------------------------
 
@@ -167,8 +176,8 @@ class SnmpDriver(AsyncDriver):
 
     async def _setup(self) -> None:
         params = self.params
-        self._engine = hlapi.SnmpEngine()
         self._auth = self._credentials()
+        self._engine = shared_engine(self._credentials_key())
         self._context = hlapi.ContextData(contextName=params.context)
         self._target = await hlapi.UdpTransportTarget.create(
             (params.host, params.port), timeout=params.timeout, retries=params.retries
@@ -181,6 +190,8 @@ class SnmpDriver(AsyncDriver):
             for probe_id, oid in zip(self.probe_ids, rows, strict=False)
             if probe_id is not None
         ]
+        # Built once: pysnmp resolves a new ObjectIdentity at every request.
+        self._requests = [hlapi.ObjectType(hlapi.ObjectIdentity(oid)) for _, oid in self._oids]
         if len(rows) < len(self.probe_ids):
             missing = [p for p in self.probe_ids[len(rows) :] if p is not None]
             if missing:
@@ -198,6 +209,13 @@ class SnmpDriver(AsyncDriver):
             self._where(),
             params.column,
         )
+
+    def _credentials_key(self) -> tuple:
+        """What an engine shared with other PDUs must agree on: protocol and secrets."""
+        params = self.params
+        secrets = (params.community, params.auth_key, params.priv_key)
+        values = tuple(None if value is None else value.get_secret_value() for value in secrets)
+        return (params.protocol, params.user, params.auth_protocol, params.priv_protocol, *values)
 
     def _credentials(self):
         params = self.params
@@ -260,9 +278,8 @@ class SnmpDriver(AsyncDriver):
         return rows
 
     async def _get(self) -> list[tuple[str, object]]:
-        requests = [hlapi.ObjectType(hlapi.ObjectIdentity(oid)) for _, oid in self._oids]
         error_indication, error_status, error_index, var_binds = await hlapi.get_cmd(
-            self._engine, self._auth, self._target, self._context, *requests, lookupMib=False
+            self._engine, self._auth, self._target, self._context, *self._requests, lookupMib=False
         )
         if error_indication:
             raise DeviceError(f"{self._where()}: {error_indication}")
