@@ -229,6 +229,28 @@ class Device:
         )
 
 
+CONFIG_LOAD = """
+import sys, time
+started = time.perf_counter()
+from kwapi.config import read_sections
+from kwapi.drivers.config import parse_wattmeters
+parse_wattmeters(read_sections([sys.argv[1]]))
+print(time.perf_counter() - started)
+"""
+
+
+def config_load_seconds(conf: Path) -> float:
+    """Seconds a fresh Python takes to read and validate *conf*, kwapi's imports included."""
+    result = subprocess.run(
+        [sys.executable, "-c", CONFIG_LOAD, str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return float(result.stdout)
+
+
 def spread(count: int, total: int, offset: int = 0) -> set[int]:
     """*count* indexes evenly spread over range(*total*), shifted by *offset*."""
     if count <= 0:
@@ -333,6 +355,7 @@ class Result:
     heard_at_start: int
     deaths: dict[str, float | None] = field(default_factory=dict)  # section -> seconds
     dead_lines: int = 0  # the most log lines that named one device dead from the start
+    config_seconds: float = 0.0  # to read and validate drivers.conf, imports included
     stopped: str = ""
 
 
@@ -348,6 +371,7 @@ class Run:
         self.drivers: subprocess.Popen | None = None
         self.log = self.directory / "kwapi-drivers.log"
         self.dead_lines = 0
+        self.config_seconds = 0.0
 
     def start(self) -> None:
         row = self.row
@@ -369,6 +393,7 @@ class Run:
             f"[DEFAULT]\nprobes_endpoint = {endpoint}\nmetering_secret = {SECRET}\n\n"
             + "".join(device.conf(row.interval) for device in self.devices)
         )
+        self.config_seconds = config_load_seconds(conf)
         with open(self.log, "ab") as log:
             self.drivers = subprocess.Popen(
                 [str(BIN / "kwapi-drivers"), "--config-file", str(conf)], stdout=log, stderr=log
@@ -576,6 +601,8 @@ def print_result(result: Result) -> None:
         f"warm-up {result.warm_up:.0f} s ({result.heard_at_start:,} probes heard), "
         f"window {wall:.0f} s",
         f"kwapi-drivers {result.stopped}",
+        f"drivers.conf of {len(result.devices):,} sections read and validated in "
+        f"{result.config_seconds:.2f} s",
     ]
     if silent:
         notes.append(f"at most {result.dead_lines} log line(s) per dead device over the run")
@@ -600,6 +627,7 @@ def run_row(row: Row) -> None:
         stopped = run.stop()
     result.stopped = stopped
     result.dead_lines = run.dead_lines
+    result.config_seconds = run.config_seconds
     print_result(result)
 
 

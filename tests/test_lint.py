@@ -6,7 +6,14 @@ from pathlib import Path
 from tests.helpers import VENV_BIN
 
 ROOT = Path(__file__).parent.parent
-PATHS = ["kwapi", "tests", "bench", "bin/kwapi-demo", "bin/kwapi-drivers-conf-from-csv"]
+PATHS = [
+    "kwapi",
+    "tests",
+    "bench",
+    "doc/conf.py",
+    "bin/kwapi-demo",
+    "bin/kwapi-drivers-conf-from-csv",
+]
 
 
 def ruff(*args):

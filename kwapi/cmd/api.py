@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import logging
-import signal
-import socket
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
-import waitress
-from waitress.server import BaseWSGIServer, MultiSocketServer
+from oslo_config import cfg
 
-from kwapi import service
+from kwapi import service, wsgi_service
 from kwapi.bus.options import make_receiver, receiver_opts
 from kwapi.bus.protocol import Measurement
 from kwapi.bus.receiver import Receiver
@@ -25,17 +23,10 @@ from kwapi.plugins.api.options import api_opts
 from kwapi.plugins.api.state import PeriodicSaver, StateStore
 from kwapi.plugins.api.stream_views import StreamViews
 from kwapi.plugins.streams import StreamEnergy, price_opts, stream_map_from_conf, stream_opts
+from kwapi.wsgi_service import Listen, Server
 
 PROG = "kwapi-api"
 LOG = logging.getLogger(PROG)
-
-
-#: The signals that stop the daemon, saving the state first.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-class _Stop(SystemExit):
-    """Raised in the main thread by SIGTERM/SIGINT to leave the server loop."""
 
 
 def receiver_status(receiver: Receiver) -> dict:
@@ -52,6 +43,7 @@ def make_handler(collector: Collector, energy: StreamEnergy) -> Callable[[Measur
     add, observe = collector.add, energy.observe
 
     def fold(measurement: Measurement) -> None:
+        """Count *measurement* in its probe, then in the streams of its host."""
         add(measurement)
         if measurement.probe_id in hosts:
             observe(measurement)
@@ -59,16 +51,21 @@ def make_handler(collector: Collector, energy: StreamEnergy) -> Callable[[Measur
     return fold
 
 
-def serve(argv: list[str] | None = None) -> int:
-    """Receive, collect and serve until SIGTERM or SIGINT."""
-    conf = service.prepare(
-        PROG,
-        argv,
-        [(None, receiver_opts + api_opts + auth.auth_opts + stream_opts + price_opts)],
-    )
-    stream_map = stream_map_from_conf(conf)
-    stop = service.stop_event_on_signals()
+@dataclass(frozen=True)
+class Parts:
+    """What kwapi-api runs beside its web server."""
 
+    store: StateStore
+    collector: Collector
+    energy: StreamEnergy
+    saver: PeriodicSaver
+    receiver: Receiver
+    views: StreamViews | None
+
+
+def assemble(conf: cfg.ConfigOpts) -> Parts:
+    """Load the state file, check it can be written, and build the receiving side."""
+    stream_map = stream_map_from_conf(conf)
     store = StateStore(conf.state_file)
     collector = Collector(
         max_gap=conf.max_gap,
@@ -86,79 +83,47 @@ def serve(argv: list[str] | None = None) -> int:
             key="state_file",
         ) from None
     views = StreamViews(energy, collector, kwh_price=conf.kwh_price, currency=conf.currency)
-
     receiver = make_receiver(conf, make_handler(collector, energy))
-    registry = make_registry(
-        collector, lambda: receiver.stats.snapshot(), views if stream_map else None
-    )
-    app = create_app(
-        collector, lambda: receiver_status(receiver), registry, views if stream_map else None
-    )
-    wsgi_app = auth.wrap(app.wsgi_app, conf)
-    app.wsgi_app = wsgi_app
-    try:
-        server = waitress.create_server(
-            app,
-            host=conf.api_host,
-            port=conf.api_port,
-            threads=conf.api_threads,
-            ident="kwapi-api",
-            clear_untrusted_proxy_headers=True,
-        )
-    except ValueError as exc:  # waitress: the host does not resolve
-        raise ConfigError(
-            f"cannot listen on {conf.api_host}:{conf.api_port}: {exc}",
-            section="DEFAULT",
-            key="api_host",
-        ) from None
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot listen on {conf.api_host}:{conf.api_port}: {exc.strerror or exc}",
-            section="DEFAULT",
-            key="api_host" if isinstance(exc, socket.gaierror) else "api_port",
-        ) from None
+    return Parts(store, collector, energy, saver, receiver, views if stream_map else None)
+
+
+def serve(argv: list[str] | None = None) -> int:
+    """Receive, collect and serve until SIGTERM or SIGINT."""
+    opts = receiver_opts + api_opts + auth.auth_opts + stream_opts + price_opts
+    conf = service.prepare(PROG, argv, [(None, opts)])
+    stop = service.stop_event_on_signals()
+    parts = assemble(conf)
+    receiver = parts.receiver
+    registry = make_registry(parts.collector, lambda: receiver.stats.snapshot(), parts.views)
+    app = create_app(parts.collector, lambda: receiver_status(receiver), registry, parts.views)
+    app.wsgi_app = auth.wrap(app.wsgi_app, conf)
+    server = wsgi_service.bind(app, Listen.from_conf(conf, "api"), PROG)
 
     receiver.start()
     receiver.wait_ready(10)
-    saver.start()
+    parts.saver.start()
     LOG.info(
         "receiving from %s (%s); %d probe(s) in the state file %s",
         ", ".join(receiver.endpoints),
         "signatures checked" if conf.signature_checking else "signatures NOT checked",
-        len(collector),
-        store.path,
+        len(parts.collector),
+        parts.store.path,
     )
-
-    def leave(signum: int, _frame: object) -> None:
-        LOG.info("received %s, stopping", signal.Signals(signum).name)
-        if not stop.is_set():  # a second signal must not escape the shutdown below
-            stop.set()
-            raise _Stop(0)
-
-    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    LOG.info(
+        "serving the API on http://%s:%s/v1/ (auth: %s)",
+        conf.api_host,
+        wsgi_service.bound_port(server),
+        conf.auth_strategy,
+    )
     try:
-        # Installed inside the try: a signal right after one is installed is a _Stop here.
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, leave)
-        if not stop.is_set():
-            LOG.info(
-                "serving the API on http://%s:%s/v1/ (auth: %s)",
-                conf.api_host,
-                getattr(server, "effective_port", conf.api_port),
-                conf.auth_strategy,
-            )
-            server.run()
-    except _Stop:
-        pass
+        wsgi_service.serve(server, stop)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    _shutdown(server, receiver, saver, store, collector, energy)
+        _shutdown(server, receiver, parts.saver, parts.store, parts.collector, parts.energy)
     return 0
 
 
 def _shutdown(
-    server: BaseWSGIServer | MultiSocketServer,
+    server: Server,
     receiver: Receiver,
     saver: PeriodicSaver,
     store: StateStore,
@@ -166,11 +131,23 @@ def _shutdown(
     energy: StreamEnergy,
 ) -> None:
     """Stop serving, stop receiving, then save the state one last time."""
-    server.task_dispatcher.shutdown(timeout=5)
-    server.close()
-    receiver.stop()
-    receiver.join(5)
-    saver.stop()
+
+    def stop_receiving() -> None:
+        """Stop the receiver and wait for it (at most 5 s)."""
+        receiver.stop()
+        receiver.join(5)
+
+    def save() -> None:
+        """The final save."""
+        _final_save(store, collector, energy, receiver)
+
+    wsgi_service.shutdown(server, stopping=[stop_receiving, saver.stop], saving=[save])
+
+
+def _final_save(
+    store: StateStore, collector: Collector, energy: StreamEnergy, receiver: Receiver
+) -> None:
+    """Save the state; log "stopped" with what was saved, or one line on failure."""
     try:
         count = store.save(collector.records(), energy.export())
     except Exception as exc:  # OSError, ValueError (a number JSON cannot hold), any other

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 
-import waitress
+from oslo_config import cfg
 
-from kwapi import service
+from kwapi import service, wsgi_service
 from kwapi.bus.options import make_receiver, receiver_opts
+from kwapi.bus.receiver import Receiver
 from kwapi.config import ConfigError
 from kwapi.plugins.rrd.app import create_app
 from kwapi.plugins.rrd.diskwatch import DiskWatch
@@ -18,16 +18,14 @@ from kwapi.plugins.rrd.options import rrd_opts
 from kwapi.plugins.rrd.storage import RrdStorage, StorageError
 from kwapi.plugins.rrd.writer import BatchWriter
 from kwapi.plugins.streams import stream_map_from_conf, stream_opts
+from kwapi.wsgi_service import Listen, Server
 
 PROG = "kwapi-rrd"
 LOG = logging.getLogger(PROG)
 
 
-def serve(argv: list[str] | None = None) -> int:
-    """Record measurements and serve the web interface until SIGTERM or SIGINT."""
-    conf = service.prepare(PROG, argv, [(None, receiver_opts + rrd_opts + stream_opts)])
-    streams = stream_map_from_conf(conf)
-    stop = service.stop_event_on_signals()
+def open_storage(conf: cfg.ConfigOpts) -> RrdStorage:
+    """The RRD storage of *conf*; ConfigError if rrd_dir or rrdcached cannot be used."""
     try:
         storage = RrdStorage(
             conf.rrd_dir, daemon=conf.rrdcached_address, heartbeat=conf.rrd_heartbeat
@@ -38,6 +36,15 @@ def serve(argv: list[str] | None = None) -> int:
         storage.check_daemon()
     except StorageError as exc:
         raise ConfigError(str(exc), section="DEFAULT", key="rrdcached_address") from None
+    return storage
+
+
+def serve(argv: list[str] | None = None) -> int:
+    """Record measurements and serve the web interface until SIGTERM or SIGINT."""
+    conf = service.prepare(PROG, argv, [(None, receiver_opts + rrd_opts + stream_opts)])
+    streams = stream_map_from_conf(conf)
+    stop = service.stop_event_on_signals()
+    storage = open_storage(conf)
     # Through rrdcached, write errors show only in rrdcached's log: watch the disk.
     disk_watch = (
         DiskWatch(str(storage.directory), conf.rrd_disk_check_interval) if storage.daemon else None
@@ -59,16 +66,7 @@ def serve(argv: list[str] | None = None) -> int:
         disk_status=disk_watch.snapshot if disk_watch else None,
         streams=streams,
     )
-    try:
-        server = waitress.create_server(
-            app, host=conf.rrd_host, port=conf.rrd_port, threads=conf.rrd_threads, ident=PROG
-        )
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot listen on {conf.rrd_host}:{conf.rrd_port}: {exc.strerror or exc}",
-            section="DEFAULT",
-            key="rrd_port",
-        ) from None
+    server = wsgi_service.bind(app, Listen.from_conf(conf, "rrd"), PROG)
 
     if disk_watch is not None:
         disk_watch.check()
@@ -76,36 +74,53 @@ def serve(argv: list[str] | None = None) -> int:
     writer.start()
     receiver.start()
     receiver.wait_ready(10)
-    web = threading.Thread(target=server.run, name="web", daemon=True)
-    web.start()
     LOG.info(
         "recording %d known probes in %s%s; graphs on http://%s:%s/",
         len(storage.probes()),
         storage.directory,
         f" through rrdcached at {storage.daemon}" if storage.daemon else "",
         conf.rrd_host,
-        server.effective_port,
+        wsgi_service.bound_port(server),
     )
-    service.wait_for_stop(stop)
+    try:
+        wsgi_service.serve(server, stop)
+    finally:
+        _shutdown(server, receiver, writer, disk_watch, storage)
+    return 0
 
-    receiver.stop()
-    receiver.join(10)
-    writer.stop()
+
+def _shutdown(
+    server: Server,
+    receiver: Receiver,
+    writer: BatchWriter,
+    disk_watch: DiskWatch | None,
+    storage: RrdStorage,
+) -> None:
+    """Stop serving and receiving, write what waits, have rrdcached flush it to disk."""
+
+    def stop_receiving() -> None:
+        """Stop the receiver and wait for it (at most 10 s)."""
+        receiver.stop()
+        receiver.join(10)
+
+    stopping = [stop_receiving, writer.stop]
     if disk_watch is not None:
-        disk_watch.stop()
+        stopping.append(disk_watch.stop)
+    wsgi_service.shutdown(server, stopping=stopping, saving=[lambda: _flush(storage, receiver)])
+
+
+def _flush(storage: RrdStorage, receiver: Receiver) -> None:
+    """Have rrdcached write every pending update to disk; log "stopped" with the counts."""
     try:
         storage.flush()
     except (OSError, StorageError) as exc:
         LOG.error("could not flush rrdcached: %s", exc)
-    server.close()
-    server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
     LOG.info(
         "stopped: %d values written, %d dropped as older than their file, receiver %s",
         storage.stats["updated"],
         storage.stats["dropped_old"],
         receiver.stats.snapshot(),
     )
-    return 0
 
 
 def main() -> None:

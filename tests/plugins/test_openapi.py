@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import re
+import textwrap
+from importlib import resources
 
 import pytest
-import schemathesis
 import yaml
+from openapi_spec_validator import validate
+from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from prometheus_client import CollectorRegistry
 
 import kwapi
@@ -34,7 +38,57 @@ def test_document_is_valid_openapi_3(package):
     document = openapi.load(package)
     assert document["openapi"].startswith("3.")
     assert document["info"]["version"] == kwapi.__version__
-    schemathesis.openapi.from_dict(document).validate()  # against the OpenAPI meta-schema
+    validate(document)  # against the OpenAPI 3 schema, $refs resolved
+
+
+def test_validation_catches_an_invalid_document():
+    """The schema check has teeth: an operation without responses is refused."""
+    document = copy.deepcopy(openapi.load("kwapi.plugins.rrd"))
+    del document["paths"]["/stats/"]["get"]["responses"]
+    with pytest.raises(OpenAPIValidationError, match=r"responses.? is a required property"):
+        validate(document)
+
+
+DUPLICATE_PATH = textwrap.dedent(
+    """\
+    openapi: 3.0.3
+    paths:
+      /stream/{stream}/:
+        get: {}
+      /stats/:
+        get: {}
+      /stream/{stream}/:
+        put: {}
+    """
+)
+
+
+def test_duplicate_key_is_an_error_naming_it_and_both_lines():
+    assert yaml.safe_load(DUPLICATE_PATH)["paths"]["/stream/{stream}/"] == {"put": {}}
+    with pytest.raises(openapi.DuplicateKeyError) as raised:
+        openapi.parse(DUPLICATE_PATH, "rrd/openapi.yaml")
+    message = str(raised.value)
+    assert "found duplicate key '/stream/{stream}/' (first at line 3)" in message
+    assert 'in "rrd/openapi.yaml", line 7, column 3' in message
+
+
+def test_duplicate_key_in_a_nested_mapping_is_an_error():
+    text = "components:\n  parameters:\n    stream: {}\n    probe: {}\n    stream: {}\n"
+    with pytest.raises(openapi.DuplicateKeyError, match="duplicate key 'stream'"):
+        openapi.parse(text)
+
+
+def test_same_key_in_different_mappings_and_merge_keys_are_accepted():
+    text = "base: &base {a: 1, b: 2}\nx: {a: 1}\ny:\n  <<: *base\n  a: 3\n"
+    assert openapi.parse(text) == {"base": {"a": 1, "b": 2}, "x": {"a": 1}, "y": {"a": 3, "b": 2}}
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_shipped_file_has_no_duplicate_key(package):
+    """Each file as shipped parses strictly (load() caches, so parse it afresh here)."""
+    path = resources.files(package).joinpath(openapi.FILE_NAME)
+    document = openapi.parse(path.read_text(encoding="utf-8"), str(path))
+    assert document["paths"]
 
 
 @pytest.mark.parametrize("package", PACKAGES)

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 from oslo_config import cfg
 
+from kwapi import extras
 from kwapi.config import ConfigError, check_options
 
 LOG = logging.getLogger(__name__)
@@ -139,16 +140,17 @@ def make_keystone_middleware(wsgi_app: WSGIApp, conf: cfg.ConfigOpts) -> WSGIApp
     """Wrap *wsgi_app* in Keystone token checks configured from *conf*.
 
     Raises :class:`ConfigError` when ``[keystone_authtoken]`` cannot work:
-    keystonemiddleware missing, no or unknown ``auth_type``, missing
+    the ``keystone`` extra missing, no or unknown ``auth_type``, missing
     credentials, a value of the wrong type or a URL that is not http(s).
     """
     try:
         from keystoneauth1 import exceptions as ksa_exceptions
         from keystoneauth1 import loading
         from keystonemiddleware import auth_token
-    except ImportError:
+    except ImportError as exc:
         raise ConfigError(
-            "auth_strategy = keystone needs keystonemiddleware: pip install keystonemiddleware",
+            f"Keystone authentication needs the keystone extra ({exc}): "
+            + extras.install_hint("keystone"),
             section="DEFAULT",
             key="auth_strategy",
         ) from None

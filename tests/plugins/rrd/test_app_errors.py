@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from kwapi.plugins.rrd.app import END_MAX, END_MIN, create_app
+from kwapi.plugins.rrd.app import create_app
 from kwapi.plugins.rrd.graphs import Grapher
+from kwapi.plugins.rrd.lookups import END_MAX, END_MIN
 from kwapi.plugins.rrd.storage import RrdStorage
 
 

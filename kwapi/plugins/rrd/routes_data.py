@@ -1,0 +1,74 @@
+"""kwapi-rrd's data: RRD file downloads, JSON series and the daemon's counters."""
+
+from __future__ import annotations
+
+import rrdtool
+from flask import Blueprint, Response
+
+from kwapi.plugins.rrd.context import context
+from kwapi.plugins.rrd.lookups import end_argument, find_meter, find_period, find_probe
+from kwapi.plugins.rrd.periods import POWER, meter_info, sort_meters
+from kwapi.plugins.rrd.responses import json_response
+
+blueprint = Blueprint("data", __name__)
+
+
+@blueprint.get("/rrd/<probe>/")
+@blueprint.get("/rrd/<probe>/<meter>/")
+def rrd_file(probe: str, meter: str | None = None) -> Response:
+    """One meter's RRD file (flushed from rrdcached first), as a download."""
+    find_probe(probe)
+    meter = find_meter(probe, meter)
+    storage = context().storage
+    path = storage.path(probe, meter)
+    if storage.daemon:
+        rrdtool.flushcached(*storage.daemon_args(), str(path))
+    data = path.read_bytes()
+    name = probe if meter == POWER else f"{probe}.{meter}"
+    response = Response(data, mimetype="application/octet-stream")
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}.rrd"'
+    return response
+
+
+@blueprint.get("/data/<period>/<probe>/")
+def series(period: str, probe: str) -> Response:
+    """Every meter of one probe over *period* (ending at ``end``), as JSON."""
+    chosen = find_period(period)
+    find_probe(probe)
+    end = end_argument()
+    storage = context().storage
+    meters = {}
+    timestamps: list[int] = []
+    step = chosen.resolution
+    for meter in sort_meters(storage.meters(probe)):
+        fetched = storage.fetch(probe, meter, chosen, end)
+        timestamps, step = fetched.timestamps, fetched.step
+        meters[meter] = {
+            "unit": meter_info(meter).unit,
+            "average": fetched.average,
+            "min": fetched.minimum,
+            "max": fetched.maximum,
+        }
+    return json_response(
+        {
+            "probe": probe,
+            "period": chosen.name,
+            "step": step,
+            "timestamps": timestamps,
+            "meters": meters,
+        }
+    )
+
+
+@blueprint.get("/stats/")
+def stats() -> Response:
+    """Counters of the receiver (with its delay histogram), of the storage and the disk."""
+    served = context()
+    receiver_stats, disk_status = served.receiver_stats, served.disk_status
+    return json_response(
+        {
+            "receiver": receiver_stats() if receiver_stats is not None else None,
+            "storage": {"probes": served.storage.probe_count(), **served.storage.stats},
+            "disk": disk_status() if disk_status is not None else None,
+        }
+    )
