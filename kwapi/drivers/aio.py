@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from kwapi.drivers.base import DEVICE_FAILURES, Backoff, DriverBase, Pacer, Readings
 
@@ -42,11 +42,11 @@ class EventLoopThread:
 class AsyncDriver(DriverBase):
     """One wattmeter as a task of the shared event loop: set up, read every interval, publish."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: concurrent.futures.Future | None = None
-        self._inner: asyncio.Task | None = None
+        self._task: concurrent.futures.Future[None] | None = None
+        self._inner: asyncio.Task[None] | None = None
 
     # -- what subclasses implement -------------------------------------------
 

@@ -57,7 +57,8 @@ class DriverParameters(pydantic.BaseModel):
     )
 
 
-Readings = Mapping[str, Mapping[str, float]]
+# Meters per probe; a None key (a position nobody watches) is not published.
+Readings = Mapping[str | None, Mapping[str, float]]
 # What a device that goes away raises: logged once, then retried with backoff.
 DEVICE_FAILURES = (DeviceError, OSError, TimeoutError)
 PublishFunc = Callable[[Measurement], None]
@@ -79,7 +80,7 @@ class Backoff:
 
     def next_delay(self) -> float:
         """Return the delay before the next try and count the try."""
-        delay = min(self.cap, self.initial * 2**self.attempts)
+        delay = float(min(self.cap, self.initial * 2**self.attempts))
         self.attempts += 1
         if self.jitter:
             delay *= 1.0 - self.jitter * random.random()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ast
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pydantic
@@ -22,7 +22,7 @@ import stevedore
 
 from kwapi.bus.protocol import is_valid_probe_id
 from kwapi.config import ConfigError, Section
-from kwapi.drivers.base import DriverBase, DriverParameters, SectionError
+from kwapi.drivers.base import DriverBase, DriverParameters, PublishFunc, SectionError
 
 NAMESPACE = "kwapi.drivers"
 KNOWN_KEYS = ("driver", "probes", "parameters")
@@ -41,12 +41,14 @@ class Wattmeter:
     parameters: DriverParameters
     file: str
 
-    def build(self, publish) -> DriverBase:
-        """Return a new, not yet started, driver thread for this wattmeter."""
+    def build(self, publish: PublishFunc) -> DriverBase:
+        """Return a new, not yet started, driver for this wattmeter."""
         return self.driver_class(self.name, self.probe_ids, self.parameters, publish)
 
 
-def _named_drivers(names: Sequence[str], failures: list[str]) -> stevedore.NamedExtensionManager:
+def _named_drivers(
+    names: Sequence[str], failures: list[str]
+) -> stevedore.NamedExtensionManager[type[DriverBase]]:
     """A stevedore manager of the drivers *names*; load failures go to *failures*, unlogged."""
 
     def failed(_manager: object, _entry_point: object, exc: BaseException) -> None:
@@ -191,7 +193,7 @@ def _cached_driver_class(name: str, classes: dict[str, type[DriverBase]]) -> typ
     return classes[name]
 
 
-def _literal(text: str, error, key: str) -> object:
+def _literal(text: str, error: Callable[[str, str], ConfigError], key: str) -> object:
     try:
         return ast.literal_eval(text.strip())
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):

@@ -30,14 +30,17 @@ import subprocess
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import pydantic
 
 from kwapi.drivers.base import DeviceError, Driver, DriverParameters, Readings, SectionError
 
 # What ffprobe prints per packet and per stream: just enough to measure.
+T = TypeVar("T", int, float)
+
 SHOW_ENTRIES = "packet=stream_index,pts_time,dts_time,size:stream=index,codec_type,width,height"
 
 
@@ -227,7 +230,8 @@ def parse_ffprobe_output(text: str) -> StreamStats | None:
     )
 
 
-def _number(value: object, kind: type) -> int | float | None:
+def _number(value: object, kind: Callable[[Any], T]) -> T | None:
+    """*value* converted by *kind* (int or float); None if it is missing or not a number."""
     try:
         return kind(value) if value is not None else None
     except (TypeError, ValueError):
@@ -353,7 +357,7 @@ class StreamWorker(threading.Thread):
         self._was_up = up
         log = self.driver.log
         where = f"stream {self.probe_id} ({redact(self.url)})"
-        if up:
+        if stats is not None:
             log.info("%s is up: %s", where, stats.describe())
         else:
             log.warning("%s is down: %s", where, reason)
@@ -370,7 +374,7 @@ class FfprobeDriver(Driver):
     Parameters = FfprobeParameters
     params: FfprobeParameters
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._workers: list[StreamWorker] = []
         self._publish_lock = threading.Lock()

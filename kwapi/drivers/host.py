@@ -50,7 +50,7 @@ class HostParameters(DriverParameters):
     @pydantic.field_validator("max_watts", "max_watts_per_vcpu")
     @classmethod
     def _above_idle(cls, value: float | None, info: pydantic.ValidationInfo) -> float | None:
-        idle_key = info.field_name.replace("max_", "idle_")
+        idle_key = str(info.field_name).replace("max_", "idle_")
         idle = info.data.get(idle_key)
         if value is not None and idle is not None and idle >= value:
             raise ValueError(f"must be greater than {idle_key} ({idle:g})")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Sequence
 from typing import Literal
 
 import pydantic
@@ -22,6 +23,7 @@ from kwapi.drivers.base import DeviceError, DriverParameters, Readings, SectionE
 
 try:
     from kwapi.drivers import ipmi_sdr
+    from kwapi.drivers.rmcp_packets import IpmiResponse
     from kwapi.drivers.rmcp_session import IpmiError, NoAnswer, RmcpSession
 except ImportError:  # the optional extra 'ipmi' (cryptography) is not installed
     ipmi_sdr = None  # type: ignore[assignment]
@@ -67,7 +69,7 @@ class IpmiDriver(AsyncDriver):
     _session: RmcpSession | None = None
 
     @classmethod
-    def validate(cls, probe_ids, parameters) -> None:
+    def validate(cls, probe_ids: Sequence[str | None], parameters: DriverParameters) -> None:
         if len(probe_ids) != 1:
             raise SectionError("probes", "a BMC measures one server: list exactly one probe")
         if ipmi_sdr is None:
@@ -141,7 +143,7 @@ class IpmiDriver(AsyncDriver):
             self._silence = f"{context}: no answer within {time.monotonic() - started:.0f} s"
         return DeviceError(self._silence)
 
-    async def _command(self, netfn: int, command: int, data: bytes):
+    async def _command(self, netfn: int, command: int, data: bytes) -> IpmiResponse:
         assert self._session is not None
         started = time.monotonic()
         try:

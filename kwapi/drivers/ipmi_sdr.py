@@ -144,7 +144,8 @@ async def _reserve(command: Command) -> int:
     response = await command(STORAGE_NETFN, RESERVE_SDR_REPOSITORY, b"")
     if response.code or len(response.data) < 2:
         raise SdrError(f"cannot reserve the SDR repository (code 0x{response.code:02x})")
-    return struct.unpack_from("<H", response.data)[0]
+    reservation: int = struct.unpack_from("<H", response.data)[0]
+    return reservation
 
 
 async def _get_record(command: Command, reservation: int, record_id: int) -> tuple[bytes, int]:

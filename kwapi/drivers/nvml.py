@@ -158,7 +158,7 @@ class NvmlDriver(Driver):
 
     def read(self) -> Readings:
         pynvml = self._nvml
-        readings = {}
+        readings: dict[str | None, dict[str, float]] = {}
         failures = {}
         for probe_id, gpu in self._gpus.items():
             try:
@@ -210,9 +210,9 @@ class NvmlDriver(Driver):
                 previous, previous_time = gpu.last_mj, gpu.last_time
                 gpu.last_mj, gpu.last_time = energy, now
                 if previous is not None and energy > previous and now - previous_time > 1e-3:
-                    return round((energy - previous) / 1000.0 / (now - previous_time), 3)
+                    return float(round((energy - previous) / 1000.0 / (now - previous_time), 3))
         # First reading, no counter, or a counter that did not move or was reset.
-        return pynvml.nvmlDeviceGetPowerUsage(gpu.handle) / 1000.0
+        return float(pynvml.nvmlDeviceGetPowerUsage(gpu.handle)) / 1000.0
 
     def teardown(self) -> None:
         if getattr(self, "_initialised", False):

@@ -161,7 +161,7 @@ class RaplDriver(Driver):
             self.log.info("wattmeter %s: %s", self.wattmeter, mapping)
 
     def read(self) -> Readings:
-        readings = {}
+        readings: dict[str | None, dict[str, float]] = {}
         for probe_id, zone in self._zones.items():
             try:
                 counter = _read_int(os.path.join(zone.path, "energy_uj"))

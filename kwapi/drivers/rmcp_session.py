@@ -15,7 +15,7 @@ import os
 import struct
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from kwapi.drivers.rmcp_packets import (
     NAME_ONLY_LOOKUP,
@@ -107,7 +107,7 @@ class RmcpSession:
         self._privilege = privilege
         self._tries = tries
         self._transport: asyncio.DatagramTransport | None = None
-        self._pending: tuple[Callable[[bytes], object], asyncio.Future] | None = None
+        self._pending: tuple[Callable[[bytes], object], asyncio.Future[Any]] | None = None
         self._keys: SessionKeys | None = None
         self._console_id = 0
         self._bmc_id = 0
@@ -216,7 +216,8 @@ class RmcpSession:
             self._refuse_on_status(payload[1], "the session")
             if len(payload) < 12:
                 raise PacketError("short Open Session Response")
-            return struct.unpack_from("<I", payload, 8)[0]
+            bmc_id: int = struct.unpack_from("<I", payload, 8)[0]
+            return bmc_id
 
         return await self._exchange(lambda: request, accept)
 
@@ -291,7 +292,7 @@ class RmcpSession:
         transport = self._transport
         if transport is None:
             raise IpmiError("session closed")
-        answer: asyncio.Future = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending = (accept, answer)
         started = time.monotonic()
         try:

@@ -10,7 +10,8 @@ shares (:mod:`kwapi.drivers.aio`).
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Awaitable, Sequence
+from typing import Any, Literal, TypeVar
 
 import pydantic
 
@@ -101,6 +102,7 @@ class SnmpParameters(DriverParameters):
     def column(self) -> str:
         """The OID prefix whose rows are the outlets."""
         if self.model is None:
+            assert self.oid is not None  # validate() asks for exactly one of oid and model
             return self.oid
         if self.model == "eaton":
             return f"{MODELS['eaton']}.{self.unit}"
@@ -112,10 +114,12 @@ class SnmpParameters(DriverParameters):
 # and one engine's socket serves all its PDUs.  Engines live as long as the
 # process (closing one under answers in flight makes pysnmp complain), on the
 # shared event loop's thread, which is the only one that touches them.
-_ENGINES: dict[tuple, object] = {}
+T = TypeVar("T")
+Credentials = tuple[str | None, ...]
+_ENGINES: dict[Credentials, Any] = {}
 
 
-def shared_engine(credentials: tuple) -> object:
+def shared_engine(credentials: Credentials) -> Any:
     """The engine of the PDUs read with *credentials*, built on first use."""
     engine = _ENGINES.get(credentials)
     if engine is None:
@@ -130,7 +134,8 @@ class SnmpDriver(AsyncDriver):
     params: SnmpParameters
 
     @classmethod
-    def validate(cls, probe_ids, parameters) -> None:
+    def validate(cls, probe_ids: Sequence[str | None], parameters: DriverParameters) -> None:
+        assert isinstance(parameters, SnmpParameters)
         if hlapi is None:
             raise ValueError("the Snmp driver needs pysnmp: pip install 'kwapi[snmp]'")
         if (parameters.oid is None) == (parameters.model is None):
@@ -151,7 +156,7 @@ class SnmpDriver(AsyncDriver):
 
     async def read(self) -> Readings:
         values = await self._snmp(self._get())
-        readings = {}
+        readings: dict[str | None, dict[str, float]] = {}
         for probe_id, value in values:
             watts = self._watts(value)
             if watts is not None:
@@ -163,7 +168,7 @@ class SnmpDriver(AsyncDriver):
 
     # -- SNMP -------------------------------------------------------------------
 
-    async def _snmp(self, coroutine):
+    async def _snmp(self, coroutine: Awaitable[T]) -> T:
         """Await *coroutine*; pysnmp's own errors become DeviceErrors."""
         try:
             return await coroutine
@@ -210,14 +215,14 @@ class SnmpDriver(AsyncDriver):
             params.column,
         )
 
-    def _credentials_key(self) -> tuple:
+    def _credentials_key(self) -> Credentials:
         """What an engine shared with other PDUs must agree on: protocol and secrets."""
         params = self.params
         secrets = (params.community, params.auth_key, params.priv_key)
         values = tuple(None if value is None else value.get_secret_value() for value in secrets)
         return (params.protocol, params.user, params.auth_protocol, params.priv_protocol, *values)
 
-    def _credentials(self):
+    def _credentials(self) -> Any:
         params = self.params
         if params.protocol != "3":
             model = 0 if params.protocol == "1" else 1
@@ -302,7 +307,7 @@ class SnmpDriver(AsyncDriver):
             if isinstance(value, rfc1902.OctetString):
                 number = float(value.asOctets().decode("ascii").strip())
             else:
-                number = float(int(value))
+                number = float(int(value))  # type: ignore[call-overload]  # pysnmp Integer
         except (TypeError, ValueError, UnicodeDecodeError):
             raise DeviceError(f"{self._where()}: {value!r} is not a number") from None
         if number < 0:

@@ -15,7 +15,7 @@ import errno
 import re
 import time
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pydantic
 
@@ -135,6 +135,8 @@ class WattsupDriver(Driver):
 
     Parameters = WattsupParameters
     params: WattsupParameters
+    _port: Any = None  # the open serial.Serial
+    _outage: str | None = None
 
     @classmethod
     def validate(cls, probe_ids: Sequence[str | None], parameters: DriverParameters) -> None:
@@ -179,9 +181,10 @@ class WattsupDriver(Driver):
 
         deadline = time.monotonic() + self.params.interval + 1.0
         watts: list[float] = []
+        port = self._port
         try:
             while not watts and not self.stop_event.is_set():
-                data = self._port.read(max(1, self._port.in_waiting))
+                data = port.read(max(1, port.in_waiting))
                 if data:
                     watts.extend(self._parser.feed(data))
                 now = time.monotonic()
@@ -215,7 +218,7 @@ class WattsupDriver(Driver):
         one line per outage.  Each reason still goes to the debug log.
         """
         self.log.debug("wattmeter %s: %s: %s", self.wattmeter, self.params.device, reason)
-        if getattr(self, "_outage", None) is None:
+        if self._outage is None:
             self._outage = f"meter on {self.params.device} unavailable: {reason}"
         raise DeviceError(self._outage)
 
