@@ -5,13 +5,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the project needs at run or test time (see bin/install-system-packages).
-APT_PACKAGES := pkg-config gcc python3-dev librrd-dev rrdtool rrdcached chromium fonts-dejavu-core ffmpeg
+APT_PACKAGES := pkg-config gcc python3-dev librrd-dev rrdtool rrdcached chromium fonts-dejavu-core ffmpeg prometheus logrotate
 # Extras installed into the virtualenv: every daemon's, and all the tests need.
 EXTRAS := test,rrd,serial,gpu,keystone,keystone-test,ipmi,snmp
 # The versions the tests passed with; `make constraints` refreshes them.
 CONSTRAINTS := constraints.txt
 STAMP := $(VENV)/.installed
-PIP := $(BIN)/python -m pip --quiet
+PIP := @bin/quiet-pip $(BIN)/python -m pip --quiet
 PYTEST_ARGS ?=
 # The HTML documentation (git-ignored).
 DOCS_BUILD := build/docs
@@ -27,6 +27,7 @@ system-packages:
 
 $(STAMP): setup.cfg setup.py pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "Installing kwapi and its dependencies into $(VENV) (versions of $(CONSTRAINTS))"
 	$(PIP) install --constraint $(CONSTRAINTS) --upgrade pip setuptools wheel
 	$(PIP) install --constraint $(CONSTRAINTS) -e '.[$(EXTRAS)]'
 	@touch $(STAMP)
@@ -42,6 +43,7 @@ test: venv
 lint: venv
 	$(BIN)/ruff check kwapi tests bench doc/conf.py bin/kwapi-demo bin/kwapi-drivers-conf-from-csv
 	$(BIN)/ruff format --check kwapi tests bench doc/conf.py bin/kwapi-demo bin/kwapi-drivers-conf-from-csv
+	$(BIN)/mypy
 
 format: venv
 	$(BIN)/ruff format kwapi tests bench doc/conf.py bin/kwapi-demo bin/kwapi-drivers-conf-from-csv
@@ -71,4 +73,4 @@ constraints: system-packages
 	rm -rf $(CONSTRAINTS_VENV)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

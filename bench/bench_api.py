@@ -15,26 +15,22 @@
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import shutil
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
 from http.client import HTTPConnection
-from pathlib import Path
 
 import zmq
 
-from bench.support import free_tcp_port, wait_for
 from kwapi.bus.protocol import Measurement
 from kwapi.bus.signing import Signer
+from tests.harness.bus import SECRET
+from tests.harness.configs import api_config
+from tests.harness.http import get_json
+from tests.harness.processes import Daemon, free_tcp_port, short_tmpdir, wait_for
 
-SECRET = "bench-secret"
 INGEST_MESSAGES = int(os.environ.get("KWAPI_BENCH_API_MESSAGES", "200000"))
 INGEST_PROBES = 1000
 PROBE_COUNTS = (10, 1_000, 10_000)
@@ -46,30 +42,20 @@ class Api:
 
     def __init__(self, directory: str, bus: str) -> None:
         self.port = free_tcp_port()
-        conf = Path(directory) / "api.conf"
-        conf.write_text(
-            "[DEFAULT]\n"
-            f"probes_endpoint = {bus}\n"
-            f"driver_metering_secret = {SECRET}\n"
-            f"api_port = {self.port}\n"
-            f"state_file = {directory}/state.json\n"
-            "state_save_interval = 3600\n"
-            "receiver_hwm = 10000000\n"
+        conf = api_config(
+            directory,
+            self.port,
+            probes_endpoint=bus,
+            state_save_interval=3600,
+            receiver_hwm=10_000_000,
         )
-        command = Path(sys.executable).parent / "kwapi-api"
-        self.process = subprocess.Popen(
-            [str(command), "--config-file", str(conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.process = Daemon("kwapi-api", "--config-file", str(conf))
         wait_for(self.health, 30, "kwapi-api to start")
 
     def health(self) -> dict | None:
         try:
-            url = f"http://127.0.0.1:{self.port}/healthz"
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return json.loads(response.read())
-        except OSError:
+            return get_json(f"http://127.0.0.1:{self.port}/healthz", timeout=5)
+        except (OSError, ValueError):
             return None
 
     def accepted(self) -> int:
@@ -83,8 +69,8 @@ class Api:
         raise RuntimeError("no VmRSS")
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
+        self.process.stop(30)
+        self.process.close()
 
 
 def _signed_frames(measurements: list[Measurement]) -> list[list[bytes]]:
@@ -139,7 +125,7 @@ def _warm_up(pub: zmq.Socket, ready) -> None:
 
 
 def _ingest_raw(messages: list[list[bytes]]) -> dict[str, float]:
-    directory = tempfile.mkdtemp(prefix="kwbr", dir="/tmp")
+    directory = short_tmpdir("kwbr")
     endpoint = f"ipc://{directory}/bus"
     pub = _bound_pub(endpoint)
     context = multiprocessing.get_context("spawn")
@@ -163,7 +149,7 @@ def _ingest_raw(messages: list[list[bytes]]) -> dict[str, float]:
 
 
 def _ingest_api(messages: list[list[bytes]]) -> dict[str, float]:
-    directory = tempfile.mkdtemp(prefix="kwba", dir="/tmp")
+    directory = short_tmpdir("kwba")
     endpoint = f"ipc://{directory}/bus"
     pub = _bound_pub(endpoint)
     api = Api(directory, endpoint)
@@ -229,7 +215,7 @@ def _time_gets(
 
 def bench_latency(probes: int) -> dict[str, float]:
     """GET /v1/probes/ p50/p99 and RSS per probe with *probes* probes."""
-    directory = tempfile.mkdtemp(prefix="kwbl", dir="/tmp")
+    directory = short_tmpdir("kwbl")
     endpoint = f"ipc://{directory}/bus"
     pub = _bound_pub(endpoint)
     api = Api(directory, endpoint)

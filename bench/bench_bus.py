@@ -13,11 +13,7 @@ import multiprocessing
 import os
 import shutil
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import zmq
 
@@ -25,6 +21,8 @@ from kwapi.bus.protocol import Measurement
 from kwapi.bus.publisher import Publisher
 from kwapi.bus.receiver import MessageValidator, Receiver
 from kwapi.bus.signing import Signer, Verifier
+from tests.harness.configs import forwarder_conf
+from tests.harness.processes import Daemon, short_tmpdir
 
 SECRET = "bench-secret"
 MESSAGES = int(os.environ.get("KWAPI_BENCH_MESSAGES", "100000"))
@@ -124,23 +122,15 @@ def _receive_kwapi(endpoint: str, count: int, ready) -> tuple[int, float]:
     return state["received"], state["last"] - state["first"]
 
 
-def _forwarder(directory: str, upstream: str, bind: str) -> subprocess.Popen:
-    conf = Path(directory) / "forwarder.conf"
-    conf.write_text(
-        f"[DEFAULT]\nprobes_endpoint = {upstream}\nforwarder_endpoint = {bind}\n"
-        "forwarder_rcvhwm = 1000000\nforwarder_sndhwm = 1000000\n"
-    )
-    command = Path(sys.executable).parent / "kwapi-forwarder"
-    return subprocess.Popen(
-        [str(command), "--config-file", str(conf)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def _forwarder(directory: str, upstream: str, bind: str) -> Daemon:
+    hwm = "forwarder_rcvhwm = 1000000\nforwarder_sndhwm = 1000000\n"
+    conf = forwarder_conf(directory, [upstream], bind, extra=hwm)
+    return Daemon("kwapi-forwarder", "--config-file", str(conf))
 
 
 def run_path(kwapi: bool, through_forwarder: bool, count: int = MESSAGES) -> tuple[int, float]:
     """Send *count* measurements along one path; return (received, seconds)."""
-    directory = tempfile.mkdtemp(prefix="kwb", dir="/tmp")
+    directory = short_tmpdir("kwb")
     context = multiprocessing.get_context("spawn")
     ready, done = context.Event(), context.Event()
     publish_at = f"ipc://{directory}/pub"
@@ -163,8 +153,8 @@ def run_path(kwapi: bool, through_forwarder: bool, count: int = MESSAGES) -> tup
         return result
     finally:
         if forwarder is not None:
-            forwarder.terminate()
-            forwarder.wait(10)
+            forwarder.stop(10)
+            forwarder.close()
         shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -25,8 +25,9 @@ most):
   receiver's CPU apart;
 - with --kill-one, one living BMC and one PDU are silenced half-way
   through the window; "death->log" is the time from then to kwapi-drivers'
-  first log line naming that device's host:port (kwapi-drivers has no
-  health metric to read yet).
+  first log line naming that device's host:port, and "death->metric" the
+  time to its ``kwapi_driver_up`` reading 0 on kwapi-drivers' health
+  metrics (scraped once a second once the device is dead).
 
 ``python -m bench fleet`` runs the rows N = 100, 500 and 1,000 BMCs with
 M = 200 PDUs, then 1,000 BMCs of which 10 % are silent and 5 % hold another
@@ -54,8 +55,8 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
+import urllib.request
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,9 @@ import zmq
 
 from bench.machine import describe_machine
 from tests.drivers.simulators.bmc_fleet_fast import BmcFleetProcess
+from tests.harness.bus import SECRET, pending
+from tests.harness.configs import drivers_conf
+from tests.harness.processes import free_tcp_port, short_tmpdir
 
 try:
     from tests.drivers.simulators.pdu_fleet import FleetProcess as PduFleetProcess
@@ -71,7 +75,6 @@ try:
 except ImportError:  # the PDU simulator is not there: BMCs only
     PduFleetProcess = outlet_watts = None
 
-SECRET = "bench-fleet-secret"
 ENV = "KWAPI_BENCH_FLEET_"
 BMCS = os.environ.get(f"{ENV}BMCS")
 PDUS = int(os.environ.get(f"{ENV}PDUS", "200"))
@@ -147,11 +150,7 @@ def _receiver_main(endpoint: str, expected: dict[str, float], control, counters)
             control.send((dict(stamps), dict(wrong), dict(rejected)))
         if not sock.poll(100):
             continue
-        for _ in range(1000):
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                break
+        for frames in pending(sock):
             try:
                 measurement = validator.check(frames)
             except Rejected as exc:
@@ -354,6 +353,7 @@ class Result:
     warm_up: float
     heard_at_start: int
     deaths: dict[str, float | None] = field(default_factory=dict)  # section -> seconds
+    metric_deaths: dict[str, float | None] = field(default_factory=dict)  # the same, to up 0
     dead_lines: int = 0  # the most log lines that named one device dead from the start
     config_seconds: float = 0.0  # to read and validate drivers.conf, imports included
     stopped: str = ""
@@ -364,7 +364,7 @@ class Run:
 
     def __init__(self, row: Row) -> None:
         self.row = row
-        self.directory = Path(tempfile.mkdtemp(prefix="kwfleet", dir="/tmp"))
+        self.directory = Path(short_tmpdir("kwfleet"))
         self.processes: dict[str, int] = {}
         self.simulators: list = []
         self.receiver: Receiver | None = None
@@ -372,6 +372,7 @@ class Run:
         self.log = self.directory / "kwapi-drivers.log"
         self.dead_lines = 0
         self.config_seconds = 0.0
+        self.metrics_port = free_tcp_port()
 
     def start(self) -> None:
         row = self.row
@@ -388,10 +389,9 @@ class Run:
         expected = {p: w for device in self.devices for p, w in device.probes.items()}
         self.receiver = Receiver(endpoint, expected)
         self.processes["receiver"] = self.receiver.pid
-        conf = self.directory / "drivers.conf"
-        conf.write_text(
-            f"[DEFAULT]\nprobes_endpoint = {endpoint}\nmetering_secret = {SECRET}\n\n"
-            + "".join(device.conf(row.interval) for device in self.devices)
+        sections = "".join(device.conf(row.interval) for device in self.devices)
+        conf = drivers_conf(
+            self.directory, endpoint, sections, f"metrics_port = {self.metrics_port}"
         )
         self.config_seconds = config_load_seconds(conf)
         with open(self.log, "ab") as log:
@@ -433,6 +433,7 @@ class Run:
         start = self.snapshot()
         victims = self.victims() if row.kill_one else []
         watcher = LogWatcher(self.log)
+        metrics = MetricsWatcher(self.metrics_port)
         killed = False
         while time.monotonic() < start.wall + row.seconds:
             if victims and not killed and time.monotonic() >= start.wall + row.seconds / 2:
@@ -442,16 +443,23 @@ class Run:
                     device.death = time.time()
                 killed = True
             watcher.poll(victims)
+            metrics.poll(victims)
             time.sleep(0.2)
         end = self.snapshot()
         deadline = time.monotonic() + LOG_WAIT
-        while victims and time.monotonic() < deadline and not watcher.all_seen(victims):
+        while (
+            victims
+            and time.monotonic() < deadline
+            and not (watcher.all_seen(victims) and metrics.all_seen(victims))
+        ):
             watcher.poll(victims)
+            metrics.poll(victims)
             time.sleep(0.2)
         time.sleep(min(2.0, row.interval))  # let the readings of the window's end arrive
         stamps, wrong, rejected = self.receiver.dump()
         result = Result(row, self.devices, start, end, stamps, wrong, rejected, warm, heard)
         result.deaths = {d.section: watcher.delay(d) for d in victims}
+        result.metric_deaths = {d.section: metrics.delay(d) for d in victims}
         return result
 
     def lines_per_dead_device(self) -> int:
@@ -490,14 +498,51 @@ class Run:
         return how
 
 
-class LogWatcher:
+class Watcher:
+    """When each dead device was first seen dead (time.time()), by its section."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, float] = {}
+
+    def all_seen(self, devices: list[Device]) -> bool:
+        return all(device.section in self.seen for device in devices)
+
+    def delay(self, device: Device) -> float | None:
+        seen = self.seen.get(device.section)
+        return None if seen is None or device.death is None else seen - device.death
+
+
+class MetricsWatcher(Watcher):
+    """Finds when kwapi-drivers' health metrics first say a dead device's wattmeter is down."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__()
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.last_poll = 0.0
+
+    def poll(self, devices: list[Device]) -> None:
+        """Scrape once a second while a dead device's wattmeter is not yet seen down."""
+        dead = [d for d in devices if d.death is not None and d.section not in self.seen]
+        if not dead or time.monotonic() - self.last_poll < 1.0:
+            return
+        self.last_poll = time.monotonic()
+        with urllib.request.urlopen(self.url, timeout=10) as answer:
+            text = answer.read().decode()
+        now = time.time()
+        for device in dead:
+            down = f'kwapi_driver_up{{driver="{device.driver}",section="{device.section}"}} 0.0'
+            if down in text:
+                self.seen[device.section] = now
+
+
+class LogWatcher(Watcher):
     """Finds kwapi-drivers' first log line naming each dead device, after its death."""
 
     def __init__(self, path: Path) -> None:
+        super().__init__()
         self.path = path
         self.offset = 0
         self.text = ""
-        self.seen: dict[str, float] = {}
 
     def mark(self) -> None:
         """Ignore what the log holds so far."""
@@ -515,13 +560,6 @@ class LogWatcher:
             dead = device.death is not None and device.section not in self.seen
             if dead and f"127.0.0.1:{device.port}" in lines:
                 self.seen[device.section] = now
-
-    def all_seen(self, devices: list[Device]) -> bool:
-        return all(device.section in self.seen for device in devices)
-
-    def delay(self, device: Device) -> float | None:
-        seen = self.seen.get(device.section)
-        return None if seen is None or device.death is None else seen - device.death
 
 
 # -- figures ---------------------------------------------------------------------
@@ -571,8 +609,12 @@ def figures(result: Result) -> Figures:
 HEADER = (
     f"{'BMCs':>5}{'dead':>13}{'PDUs':>5}{'probes':>7}{'readings/s':>11}{'expected/s':>11}"
     f"{'pub %':>7}{'on time':>8}{'gap s':>7}{'CPU':>6}{'RSS MiB':>10}{'thr':>6}"
-    f"{'sims':>6}{'recv':>6}{'death->log':>12}"
+    f"{'sims':>6}{'recv':>6}{'death->log':>12}{'death->metric':>15}"
 )
+
+
+def _delays(delays: dict[str, float | None]) -> str:
+    return "/".join("-" if delay is None else f"{delay:.1f}" for delay in delays.values())
 
 
 def print_result(result: Result) -> None:
@@ -587,14 +629,16 @@ def print_result(result: Result) -> None:
         return sum(end.cpu[n] - start.cpu[n] for n in names) / wall
 
     sims = [name for name in start.cpu if name.startswith("simulator")]
-    deaths = "/".join("-" if delay is None else f"{delay:.1f}" for delay in result.deaths.values())
+    deaths = _delays(result.deaths)
+    metric_deaths = _delays(result.metric_deaths)
     print(
         f"{row.bmcs:>5}{f'{silent} ({row.silent:g}+{row.wrong_password:g}%)':>13}{row.pdus:>5}"
         f"{probes:>7}{out.published / wall:>11,.0f}{out.expected / wall:>11,.0f}"
         f"{out.published / expected:>7.1%}{out.on_time / expected:>8.1%}"
         f"{out.longest_gap:>7.1f}{cores(['kwapi-drivers']):>6.2f}"
         f"{f'{start.rss / 2**20:.0f}->{end.rss / 2**20:.0f}':>10}{end.threads:>6}"
-        f"{cores(sims):>6.3f}{cores(['receiver']):>6.3f}{deaths or 'n/a':>12}",
+        f"{cores(sims):>6.3f}{cores(['receiver']):>6.3f}{deaths or 'n/a':>12}"
+        f"{metric_deaths or 'n/a':>15}",
         flush=True,
     )
     notes = [
@@ -673,7 +717,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.seconds:g} s measured "
         f"after the warm-up; on time = at most {ON_TIME:g} intervals after the probe's "
         "previous reading, as a share of the readings expected; CPU in cores; "
-        "death->log in s (BMC/PDU)"
+        "death->log and death->metric in s (BMC/PDU)"
     )
     print(HEADER, flush=True)
     for row in rows:

@@ -47,26 +47,25 @@ from __future__ import annotations
 import argparse
 import bisect
 import contextlib
-import json
 import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq
 
 from bench.machine import describe_machine
-from bench.support import free_tcp_port, wait_for
 from kwapi.bus.receiver import DELAY_BUCKETS
-from kwapi.plugins.rrd.storage import RrdcachedClient
+from tests.harness.bus import SECRET, pending
+from tests.harness.configs import api_config, forwarder_conf, rrd_conf
+from tests.harness.http import get_json
+from tests.harness.processes import free_tcp_port, short_tmpdir, wait_for
+from tests.harness.rrd import DEFERRED_WRITES, Rrdcached
 
-SECRET = "bench-load-secret"
 PROBES = int(os.environ.get("KWAPI_BENCH_LOAD_PROBES", "10000"))
 RATE = float(os.environ.get("KWAPI_BENCH_LOAD_RATE", "1"))
 SECONDS = float(os.environ.get("KWAPI_BENCH_LOAD_SECONDS", "30"))
@@ -142,11 +141,7 @@ def _raw_main(endpoint: str, counters, delays, ready) -> None:
     while True:
         if not sock.poll(200):
             continue
-        for _ in range(1000):
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                break
+        for frames in pending(sock):
             received += 1
             if received % 16 == 0:
                 delay = time.time() - orjson.loads(frames[1])["timestamp"]
@@ -189,11 +184,6 @@ def quantile(counts: list[int], fraction: float) -> float:
             return low + (DELAY_BUCKETS[index] - low) * (rank - seen) / count
         seen += count
     return DELAY_BUCKETS[-1]
-
-
-def _get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
 
 
 @dataclass
@@ -264,43 +254,41 @@ class RawSubscriber(Subscriber):
 
 
 class Daemon(Subscriber):
-    """A kwapi daemon as a subprocess, logging to a file in the work directory."""
+    """A kwapi daemon as a subprocess, logging to a file in the work directory;
+    *url*, if given, is a JSON document it serves: the daemon is started once
+    it answers (within *timeout* seconds)."""
 
-    def __init__(self, program: str, directory: Path, config: str) -> None:
+    def __init__(
+        self, program: str, directory: Path, conf: Path, url: str = "", timeout: float = 60
+    ) -> None:
         self.name = program
-        conf = directory / f"{program}.conf"
-        conf.write_text(config)
+        self.url = url
         self.log = directory / f"{program}.log"
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [str(BIN / program), "--config-file", str(conf)], stdout=log, stderr=log
             )
+        if url:
+            wait_for(self._answers, timeout, program)
+
+    def _answers(self) -> bool:
+        if not self.alive():
+            raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
+        try:
+            return bool(get_json(self.url))
+        except OSError:
+            return False
 
 
 class ApiDaemon(Daemon):
     def __init__(self, directory: Path, bus: str, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}/healthz"
-        super().__init__(
-            "kwapi-api",
-            directory,
-            "[DEFAULT]\n"
-            f"probes_endpoint = {bus}\n"
-            f"driver_metering_secret = {SECRET}\n"
-            f"api_port = {port}\n"
-            f"state_file = {directory}/api-state.json\n",
+        conf = api_config(
+            directory, port, probes_endpoint=bus, state_file=directory / "api-state.json"
         )
-        wait_for(self._answers, 60, "kwapi-api")
-
-    def _answers(self) -> bool:
-        if not self.alive():
-            raise RuntimeError(f"kwapi-api exited: {self.log.read_text()[-2000:]}")
-        try:
-            return bool(_get_json(self.url))
-        except OSError:
-            return False
+        super().__init__("kwapi-api", directory, conf, f"http://127.0.0.1:{port}/healthz")
 
     def sample(self) -> Sample:
-        receiver = _get_json(self.url)["receiver"]
+        receiver = get_json(self.url)["receiver"]
         return Sample(
             receiver["accepted"],
             receiver["rejected"],
@@ -312,29 +300,12 @@ class ApiDaemon(Daemon):
 
 class RrdDaemon(Daemon):
     def __init__(self, directory: Path, bus: str, port: int, rrd_dir: Path, cached: str) -> None:
-        self.url = f"http://127.0.0.1:{port}/stats/"
-        super().__init__(
-            "kwapi-rrd",
-            directory,
-            "[DEFAULT]\n"
-            f"probes_endpoint = {bus}\n"
-            f"driver_metering_secret = {SECRET}\n"
-            f"rrd_port = {port}\n"
-            f"rrd_dir = {rrd_dir}\n"
-            f"rrdcached_address = {cached}\n",
-        )
-        wait_for(self._answers, 120, "kwapi-rrd")
-
-    def _answers(self) -> bool:
-        if not self.alive():
-            raise RuntimeError(f"kwapi-rrd exited: {self.log.read_text()[-2000:]}")
-        try:
-            return bool(_get_json(self.url))
-        except OSError:
-            return False
+        conf = rrd_conf(directory, bus, port, rrd_dir, f"rrdcached_address = {cached}")
+        url = f"http://127.0.0.1:{port}/stats/"
+        super().__init__("kwapi-rrd", directory, conf, url, timeout=120)
 
     def sample(self) -> Sample:
-        body = _get_json(self.url)
+        body = get_json(self.url)
         receiver, storage = body["receiver"], body["storage"]
         return Sample(
             receiver["accepted"],
@@ -353,7 +324,7 @@ class Pipeline:
     """rrdcached, publishers and the forwarder, plus subscribers started on demand."""
 
     def __init__(self, probes: int, publishers: int) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="kwload", dir="/tmp"))
+        self.directory = Path(short_tmpdir("kwload"))
         self.rrd_dir = self.directory / "rrd"
         self.rrd_dir.mkdir()
         self.probes = [f"node-{i:05d}.rack-{i % 50:02d}" for i in range(probes)]
@@ -361,38 +332,15 @@ class Pipeline:
         self.processes: dict[str, int] = {}
         self._start_rrdcached()
         self._start_publishers(publishers)
-        upstream = ",".join(self.publisher_endpoints)
         self.bus = f"ipc://{self.directory}/forwarder"
-        self.forwarder = Daemon(
-            "kwapi-forwarder",
-            self.directory,
-            f"[DEFAULT]\nprobes_endpoint = {upstream}\nforwarder_endpoint = {self.bus}\n",
-        )
+        conf = forwarder_conf(self.directory, self.publisher_endpoints, self.bus)
+        self.forwarder = Daemon("kwapi-forwarder", self.directory, conf)
         self.processes["kwapi-forwarder"] = self.forwarder.pid
 
     def _start_rrdcached(self) -> None:
-        self.cached_address = f"unix:{self.directory}/rrdcached.sock"
-        journal = self.directory / "journal"
-        journal.mkdir()
-        self.rrdcached = subprocess.Popen(
-            [
-                *("rrdcached", "-g", "-l", self.cached_address, "-b", str(self.rrd_dir)),
-                *("-w", "600", "-z", "300", "-t", "4", "-j", str(journal)),
-                *("-p", str(self.directory / "rrdcached.pid")),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.processes["rrdcached"] = self.rrdcached.pid
-        client = RrdcachedClient(self.cached_address)
-
-        def answers() -> bool:
-            try:
-                return bool(client.stats())
-            except OSError:
-                return False
-
-        wait_for(answers, 30, "rrdcached")
+        self.rrdcached = Rrdcached(self.rrd_dir, writes=DEFERRED_WRITES)
+        self.cached_address = self.rrdcached.address
+        self.processes["rrdcached"] = self.rrdcached.process.pid
 
     def _start_publishers(self, count: int) -> None:
         context = multiprocessing.get_context("spawn")
@@ -479,8 +427,7 @@ class Pipeline:
         for process in self.publisher_processes:
             process.join(10)
         self.forwarder.stop()
-        self.rrdcached.terminate()
-        self.rrdcached.wait(60)
+        self.rrdcached.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 

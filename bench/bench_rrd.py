@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -34,7 +33,8 @@ from kwapi.bus.protocol import Measurement
 from kwapi.plugins.rrd.graphs import Grapher
 from kwapi.plugins.rrd.options import storage_opts
 from kwapi.plugins.rrd.periods import PERIODS
-from kwapi.plugins.rrd.storage import RrdcachedClient, RrdStorage
+from kwapi.plugins.rrd.storage import RrdStorage
+from tests.harness.rrd import DEFERRED_WRITES, Rrdcached
 
 SECONDS = float(os.environ.get("KWAPI_BENCH_RRD_SECONDS", "4"))
 PROBE_COUNTS = tuple(
@@ -43,38 +43,6 @@ PROBE_COUNTS = tuple(
 #: Measurements per update_many call: the daemon's default rrd_batch_size.
 BATCH_SIZE = next(opt.default for opt in storage_opts if opt.name == "rrd_batch_size")
 GRAPH_PROBES = (1, 10, 100)
-
-
-class Rrdcached:
-    """A private rrdcached on a unix socket (writes deferred, flushed at the end)."""
-
-    def __init__(self, base: Path) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="kwbench", dir="/tmp"))
-        self.address = f"unix:{self.directory / 's'}"
-        (self.directory / "j").mkdir()
-        self.process = subprocess.Popen(
-            [
-                *("rrdcached", "-g", "-l", self.address, "-b", str(base)),
-                *("-w", "600", "-z", "300", "-t", "4", "-j", str(self.directory / "j")),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.client = RrdcachedClient(self.address)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.client.stats()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
-        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def _feed(storage: RrdStorage, probes: list[str], start: int, how: str) -> tuple[float, int]:
@@ -113,7 +81,7 @@ def _feed(storage: RrdStorage, probes: list[str], start: int, how: str) -> tuple
 def bench_storage(count: int, cached: bool) -> dict[str, float]:
     """Create *count* probes' files, then measure updates/s: update(), update_many(), bare."""
     directory = Path(tempfile.mkdtemp(prefix="kwbench-rrd"))
-    daemon = Rrdcached(directory) if cached else None
+    daemon = Rrdcached(directory, writes=DEFERRED_WRITES) if cached else None
     try:
         storage = RrdStorage(directory, daemon=daemon.address if daemon else None)
         probes = [f"node-{i}" for i in range(count)]

@@ -22,8 +22,9 @@ from kwapi.cmd.api import make_handler
 from kwapi.plugins.api.app import create_app
 from kwapi.plugins.api.collector import Collector
 from kwapi.plugins.api.metrics import make_registry
+from kwapi.plugins.api.stream_energy import StreamEnergy
 from kwapi.plugins.api.stream_views import StreamViews
-from kwapi.plugins.streams import StreamEnergy, parse_stream_power
+from kwapi.plugins.streams import parse_stream_power
 
 OTHERS = 1000
 STREAMS = ("live-1", "live-2", "live-3", "live-4")

@@ -61,6 +61,13 @@ class Section:
     values: dict[str, str]
 
 
+class _CaseKeepingParser(configparser.RawConfigParser):
+    """A RawConfigParser that keeps keys as written (it lowercases them by default)."""
+
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr
+
+
 def read_sections(files: list[str]) -> list[Section]:
     """Return every section but DEFAULT of *files*, in file order.
 
@@ -71,8 +78,7 @@ def read_sections(files: list[str]) -> list[Section]:
     sections = []
     for path in files:
         # strict=False: like oslo.config, accept a section written twice.
-        parser = configparser.RawConfigParser(default_section="\0none", strict=False)
-        parser.optionxform = str  # keep keys as written
+        parser = _CaseKeepingParser(default_section="\0none", strict=False)
         try:
             with open(path, encoding="utf-8") as handle:
                 parser.read_file(handle)

@@ -32,7 +32,7 @@ class Forwarder:
         *,
         rcvhwm: int = 100_000,
         sndhwm: int = 100_000,
-        context: zmq.Context | None = None,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
         curve_server: CurveServer | None = None,
         curve_client: CurveClient | None = None,
     ) -> None:
@@ -69,6 +69,10 @@ class Forwarder:
     def start(self) -> None:
         """Start relaying in a background thread."""
         self._thread.start()
+
+    def is_alive(self) -> bool:
+        """Whether the relaying thread runs (it ends only when stopped, or on a ZeroMQ error)."""
+        return self._thread.is_alive()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop relaying and close the sockets."""

@@ -7,8 +7,11 @@ cycle, all in its main thread:
    that an address it cannot use is one :class:`~kwapi.config.ConfigError`
    naming the option (one line, exit status 2), never a traceback;
 2. the daemon starts its receiver and background threads;
-3. :func:`serve` answers requests until *stop* is set, by
-   :func:`kwapi.service.stop_event_on_signals` on SIGTERM or SIGINT;
+3. the daemon tells systemd it is ready; :func:`serve` answers requests
+   until *stop* is set, by :func:`kwapi.service.stop_event_on_signals` on
+   SIGTERM or SIGINT, its :class:`~kwapi.service.Heartbeat` reopening the log
+   files after SIGHUP and feeding systemd's watchdog while the daemon's
+   receiver thread lives;
 4. :func:`shutdown` stops in this order: stop accepting connections; the
    daemon's *stopping* steps (its receiver first, then its background
    threads); its *saving* steps (final saves, then the "stopped" log line);
@@ -23,14 +26,16 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import waitress
 from oslo_config import cfg
 from waitress import wasyncore
-from waitress.server import BaseWSGIServer, MultiSocketServer
+from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
 from kwapi.config import ConfigError
+
+if TYPE_CHECKING:
+    from kwapi.service import Heartbeat
 
 LOG = logging.getLogger(__name__)
 
@@ -39,7 +44,7 @@ WSGIApp = Callable[..., Any]
 Step = Callable[[], object]
 
 #: Seconds requests still running at shutdown get to finish.
-REQUEST_GRACE = 5.0
+REQUEST_GRACE = 5
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,7 @@ def bind(app: WSGIApp, listen: Listen, ident: str) -> Server:
     *ident* is the ``Server`` header of every response (the daemon's name).
     """
     try:
-        return waitress.create_server(
+        return create_server(
             app,
             host=listen.host,
             port=listen.port,
@@ -90,19 +95,29 @@ def bound_port(server: Server) -> int:
     """The port *server* listens on (the one the system chose for port 0)."""
     if isinstance(server, MultiSocketServer):
         return int(server.effective_listen[0][1])
-    return int(server.effective_port)
+    return int(server.effective_port)  # type: ignore[attr-defined]  # missing from types-waitress
 
 
-def serve(server: Server, stop: threading.Event, poll: float = 0.5) -> None:
+def serve(
+    server: Server,
+    stop: threading.Event,
+    poll: float = 0.5,
+    heartbeat: Heartbeat | None = None,
+) -> None:
     """Answer requests in this thread until *stop* is set (looked at every *poll* s).
 
     The loop runs here rather than in a thread of its own, so that the
-    shutdown never closes a socket under a running loop.
+    shutdown never closes a socket under a running loop. *heartbeat* (the
+    daemon's: log reopening, systemd's watchdog) takes a turn after each pass.
     """
     socket_map = _socket_map(server)
     use_poll = server.adj.asyncore_use_poll
+    if heartbeat is not None:
+        poll = heartbeat.longest_wait(poll)
     while socket_map and not stop.is_set():
         wasyncore.loop(timeout=poll, use_poll=use_poll, map=socket_map, count=1)
+        if heartbeat is not None:
+            heartbeat.turn()
 
 
 def shutdown(server: Server, *, stopping: Sequence[Step] = (), saving: Sequence[Step] = ()) -> None:
@@ -126,15 +141,20 @@ def shutdown(server: Server, *, stopping: Sequence[Step] = (), saving: Sequence[
         listener.close()
 
 
-def _socket_map(server: Server) -> dict[int, wasyncore.dispatcher]:
-    """The asyncore map of *server*'s sockets: listeners, trigger and connections."""
-    if isinstance(server, MultiSocketServer):
-        return server.map
-    return server._map  # asyncore's attribute: waitress offers no other way to it
+def _socket_map(server: Server) -> dict[int, Any]:
+    """The asyncore map of *server*'s sockets: listeners, trigger and connections.
+
+    A MultiSocketServer's ``map``, or one listener's ``_map`` (asyncore's
+    attribute: waitress offers no other way to it); types-waitress leaves
+    the latter out and types the former as sockets, not dispatchers.
+    """
+    name = "map" if isinstance(server, MultiSocketServer) else "_map"
+    socket_map: dict[int, Any] = getattr(server, name)
+    return socket_map
 
 
 def _listeners(server: Server) -> list[BaseWSGIServer]:
     """The listening dispatchers of *server* (several when the host has several addresses)."""
     if isinstance(server, MultiSocketServer):
-        return [d for d in server.map.values() if isinstance(d, BaseWSGIServer)]
+        return [d for d in _socket_map(server).values() if isinstance(d, BaseWSGIServer)]
     return [server]

@@ -1,4 +1,4 @@
-"""Fixtures shared by every test module."""
+"""Fixtures shared by every test module, built on the harness (tests/harness/)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import shutil
 
 import pytest
 
-from tests.helpers import BusClient, Daemon, short_tmpdir
+from tests.harness.bus import BusClient, Feed
+from tests.harness.daemons import start_drivers
+from tests.harness.processes import Daemons, closing_all, short_tmpdir
 
 
 @pytest.fixture
@@ -20,40 +22,46 @@ def tmpdir_short():
 @pytest.fixture
 def daemon():
     """Factory starting kwapi daemons as subprocesses; all are killed at teardown."""
-    started: list[Daemon] = []
-
-    def start(command: str, *args: str, **kwargs) -> Daemon:
-        process = Daemon(command, *args, **kwargs)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.kill()
-        # Shown by pytest when the test failed.
-        print(f"----- output of {process.command} -----\n{process.output()}")
-        process.close()
+    daemons = Daemons()
+    yield daemons
+    daemons.close()
 
 
 @pytest.fixture
 def bus_client():
     """Factory of BusClient subscribers, closed at teardown."""
-    clients: list[BusClient] = []
+    with closing_all(BusClient) as connect:
+        yield connect
 
-    def connect(*args, **kwargs) -> BusClient:
-        client = BusClient(*args, **kwargs)
-        clients.append(client)
-        return client
 
-    yield connect
-    for client in clients:
-        client.close()
+@pytest.fixture
+def feeds():
+    """Factory of Feed publishers (endpoint, probes), closed at teardown."""
+    with closing_all(Feed) as make:
+        yield make
+
+
+@pytest.fixture
+def kwapi_drivers(daemon, bus_client, tmpdir_short):
+    """Start kwapi-drivers on wattmeter sections; return (daemon, bus client).
+
+    The daemon publishes, signed, on ipc:// in a short temporary directory,
+    and the client subscribes there before the daemon starts; *env* adds
+    variables to the daemon's environment, *defaults* lines to [DEFAULT].
+    """
+
+    def start(sections: str, env: dict[str, str] | None = None, defaults: str = ""):
+        endpoint = f"ipc://{tmpdir_short}/drivers"
+        client = bus_client(endpoint)
+        return start_drivers(daemon, tmpdir_short, endpoint, sections, defaults, env), client
+
+    return start
 
 
 @pytest.fixture(scope="session")
 def keystone():
     """A real Keystone (sqlite, fernet tokens, gunicorn on 127.0.0.1) for the whole session."""
-    from tests.keystone_server import running_keystone
+    from tests.harness.keystone import running_keystone
 
     with running_keystone() as server:
         yield server

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_for
-from tests.plugins.rrd.test_daemon import get
+from tests.harness.http import get
+from tests.harness.processes import port_taken, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -33,18 +32,6 @@ API = "http://127.0.0.1:5000"
 RRD = "http://127.0.0.1:8080"
 READY = "Press Ctrl-C to stop every daemon."
 DAEMONS = ("demo-stream", "kwapi-drivers", "kwapi-forwarder", "kwapi-rrd", "kwapi-api")
-
-
-def port_taken(port: int) -> bool:
-    """Whether something listens on *port* (a connection in TIME_WAIT does not
-    count: the demo's servers bind with SO_REUSEADDR too)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
 
 
 def sessions_alive(sessions: set[int]) -> list[str]:

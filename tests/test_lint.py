@@ -3,7 +3,7 @@
 import subprocess
 from pathlib import Path
 
-from tests.helpers import VENV_BIN
+from tests.harness.processes import VENV_BIN
 
 ROOT = Path(__file__).parent.parent
 PATHS = [

@@ -2,8 +2,7 @@
 
 from pathlib import Path
 
-from tests.drivers.running import drivers_conf
-from tests.helpers import wait_for
+from tests.harness.processes import wait_for
 
 # A wattmeter that never comes up (its "still failing" retries are DEBUG lines)
 # beside one that publishes, to know the daemon has run for a while.
@@ -20,18 +19,14 @@ parameters = {{'interval': 0.05}}
 """
 
 
-def start_drivers(directory, daemon, bus_client, defaults=""):
-    endpoint = f"ipc://{directory}/drivers"
-    sections = SECTIONS.format(missing=f"{directory}/no-powercap")
-    config = drivers_conf(directory, endpoint, sections, defaults)
-    client = bus_client(endpoint)
-    return daemon("kwapi-drivers", "--config-file", str(config)), client
+def sections(directory) -> str:
+    return SECTIONS.format(missing=f"{directory}/no-powercap")
 
 
-def test_log_file_gets_every_line_and_verbose_adds_debug_lines(tmpdir_short, daemon, bus_client):
+def test_log_file_gets_every_line_and_verbose_adds_debug_lines(tmpdir_short, kwapi_drivers):
     log_file = Path(tmpdir_short) / "drivers.log"
-    process, _ = start_drivers(
-        tmpdir_short, daemon, bus_client, f"verbose = true\nlog_file = {log_file}\n"
+    process, _ = kwapi_drivers(
+        sections(tmpdir_short), defaults=f"verbose = true\nlog_file = {log_file}\n"
     )
     wait_for(
         lambda: log_file.exists() and log_file.read_text().count("still failing") >= 3,
@@ -54,9 +49,9 @@ def test_log_file_gets_every_line_and_verbose_adds_debug_lines(tmpdir_short, dae
 
 
 def test_without_them_info_and_warnings_go_to_the_console_without_debug(
-    tmpdir_short, daemon, bus_client
+    tmpdir_short, kwapi_drivers
 ):
-    process, client = start_drivers(tmpdir_short, daemon, bus_client)
+    process, client = kwapi_drivers(sections(tmpdir_short))
     process.wait_output("wattmeter Absent: DeviceError", 20)
     # While the other wattmeter publishes 20 readings, the absent one retries as often.
     client.collect(20, timeout=20)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import VENV_BIN
+from tests.harness.processes import VENV_BIN
 
 ETC = Path(__file__).parent.parent / "etc" / "kwapi"
 GENERATORS = sorted(ETC.glob("*-config-generator.conf"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import VENV_BIN
+from tests.harness.processes import VENV_BIN
 
 UNITS = sorted((Path(__file__).parent.parent / "etc" / "systemd").glob("kwapi-*.service"))
 
@@ -37,6 +37,20 @@ def test_unit_runs_unprivileged_and_hardened(unit):
     assert service["CapabilityBoundingSet"] == ""
     assert service["ProtectSystem"] == "strict"
     assert service["RestartPreventExitStatus"] == "2"
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda unit: unit.name)
+def test_unit_waits_for_readiness_and_watches_the_daemon(unit):
+    # The daemons say READY=1 once bound and subscribed, feed the watchdog from
+    # their main loops (tests/test_systemd_notify.py), and only the main process may.
+    service = read_unit(unit)["Service"]
+    assert service["Type"] == "notify"
+    assert service["NotifyAccess"] == "main"
+    assert service["WatchdogSec"] == "30s"
+    assert service["Restart"] == "on-failure"  # a watchdog timeout is a failure
+    assert service["KillSignal"] == "SIGTERM"  # what makes a daemon say STOPPING=1
+    # log_file = /var/log/kwapi/<daemon>.log is writable under ProtectSystem=strict.
+    assert service["LogsDirectory"] == "kwapi"
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda unit: unit.name)

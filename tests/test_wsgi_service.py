@@ -14,6 +14,7 @@ from oslo_config import cfg
 from kwapi import wsgi_service
 from kwapi.config import ConfigError
 from kwapi.wsgi_service import Listen
+from tests.harness.processes import busy_tcp_port
 
 
 def hello(environ: dict, start_response) -> Iterable[bytes]:
@@ -26,12 +27,8 @@ def listen(port: int = 0, host: str = "127.0.0.1") -> Listen:
 
 
 def test_a_port_in_use_names_the_port_option():
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        with pytest.raises(ConfigError) as caught:
-            wsgi_service.bind(hello, listen(port), "test")
+    with busy_tcp_port() as port, pytest.raises(ConfigError) as caught:
+        wsgi_service.bind(hello, listen(port), "test")
     assert caught.value.key == "web_port" and caught.value.section == "DEFAULT"
     assert f"cannot listen on 127.0.0.1:{port}" in str(caught.value)
 

@@ -60,7 +60,7 @@ class CurveServer:
         self,
         secret_key_file: str,
         allowed_clients_dir: str | None,
-        context: zmq.Context | None = None,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
     ) -> None:
         self.public, self._secret = load_secret_certificate(secret_key_file)
         if allowed_clients_dir and not os.path.isdir(allowed_clients_dir):
@@ -76,7 +76,7 @@ class CurveServer:
             self._authenticator.configure_curve(domain="*", location=self._allowed)
             self._started = True
 
-    def apply(self, socket: zmq.Socket) -> None:
+    def apply(self, socket: zmq.Socket[bytes]) -> None:
         """Make *socket* (before bind) a CURVE server."""
         self.start()
         socket.curve_secretkey = self._secret
@@ -115,7 +115,7 @@ class CurveClient:
                 "give one key, or one per endpoint"
             )
 
-    def apply(self, socket: zmq.Socket, index: int = 0) -> None:
+    def apply(self, socket: zmq.Socket[bytes], index: int = 0) -> None:
         """Make *socket* a CURVE client of the server at endpoint number *index*."""
         key = self._server_keys[index if len(self._server_keys) > 1 else 0]
         socket.curve_secretkey = self._secret

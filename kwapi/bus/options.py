@@ -2,7 +2,9 @@
 
 Kwapi's option names are kept so existing configuration files carry over.
 For kwapi-drivers, ``probes_endpoint`` is the endpoint its publisher binds;
-for the forwarder and the plugins it lists the endpoints to connect to.
+for the forwarder and the plugins it lists the endpoints to connect to
+(:func:`probes_endpoint_opt` defines it for all three).  Which daemon
+registers which of these lists is said once, in :mod:`kwapi.opts`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,24 @@ from kwapi.config import ConfigError
 
 ENDPOINT_REGEX = r"^(tcp://[^\s]+:(\d+|\*)|ipc://[^\s]+|inproc://[^\s]+)$"
 Endpoint = types.String(regex=ENDPOINT_REGEX, type_name="ZeroMQ endpoint")
+
+#: Default endpoints, chained: the drivers bind DRIVERS_ENDPOINT, the forwarder
+#: relays it to FORWARDER_ENDPOINT, which the plugins connect to.
+DRIVERS_ENDPOINT = "ipc:///tmp/kwapi-drivers"
+FORWARDER_ENDPOINT = "ipc:///tmp/kwapi-forwarder"
+
+
+def probes_endpoint_opt(default: str, help_text: str, *, binds: bool = False) -> cfg.Opt:
+    """Kwapi's ``probes_endpoint`` option, the one definition of it.
+
+    With *binds*, the one endpoint a publisher binds (kwapi-drivers);
+    otherwise the list of endpoints a subscriber connects to, by default
+    ``[default]`` (kwapi-forwarder and the plugins).
+    """
+    if binds:
+        return cfg.Opt("probes_endpoint", type=Endpoint, default=default, help=help_text)
+    return cfg.ListOpt("probes_endpoint", item_type=Endpoint, default=[default], help=help_text)
+
 
 curve_secret_key_opt = cfg.StrOpt(
     "curve_secret_key",
@@ -44,13 +64,13 @@ curve_server_key_opt = cfg.ListOpt(
     "Setting it encrypts the connections.",
 )
 
+#: kwapi-drivers' publisher.
 publisher_opts = [
-    cfg.Opt(
-        "probes_endpoint",
-        type=Endpoint,
-        default="ipc:///tmp/kwapi-drivers",
-        help="ZeroMQ endpoint the drivers publish on (bound), "
+    probes_endpoint_opt(
+        DRIVERS_ENDPOINT,
+        "ZeroMQ endpoint the drivers publish on (bound), "
         "e.g. ipc:///run/kwapi/drivers or tcp://127.0.0.1:9000.",
+        binds=True,
     ),
     cfg.BoolOpt(
         "enable_signing",
@@ -72,12 +92,38 @@ publisher_opts = [
     curve_allowed_clients_opt,
 ]
 
+#: The relay of kwapi-forwarder.
+forwarder_opts = [
+    probes_endpoint_opt(
+        DRIVERS_ENDPOINT, "Endpoints of the drivers (or upstream forwarders) to relay."
+    ),
+    cfg.Opt(
+        "forwarder_endpoint",
+        type=Endpoint,
+        default=FORWARDER_ENDPOINT,
+        help="Endpoint the forwarder binds for plugins and downstream forwarders.",
+    ),
+    cfg.IntOpt(
+        "forwarder_rcvhwm",
+        default=100_000,
+        min=1,
+        help="Messages queued from upstream before new ones are dropped.",
+    ),
+    cfg.IntOpt(
+        "forwarder_sndhwm",
+        default=100_000,
+        min=1,
+        help="Messages queued per downstream subscriber before new ones are dropped.",
+    ),
+    curve_secret_key_opt,
+    curve_allowed_clients_opt,
+    curve_server_key_opt,
+]
+
+#: The receiver of the plugin daemons.
 receiver_opts = [
-    cfg.ListOpt(
-        "probes_endpoint",
-        item_type=Endpoint,
-        default=["ipc:///tmp/kwapi-forwarder"],
-        help="Endpoints (drivers or forwarders) to receive measurements from.",
+    probes_endpoint_opt(
+        FORWARDER_ENDPOINT, "Endpoints (drivers or forwarders) to receive measurements from."
     ),
     cfg.BoolOpt(
         "signature_checking",
@@ -114,7 +160,9 @@ receiver_opts = [
 ]
 
 
-def make_curve_server(conf: cfg.ConfigOpts, context: zmq.Context | None = None):
+def make_curve_server(
+    conf: cfg.ConfigOpts, context: zmq.Context[zmq.Socket[bytes]] | None = None
+) -> CurveServer | None:
     """Return the CurveServer the options ask for, or None; raise ConfigError."""
     if not conf.curve_secret_key:
         return None
@@ -145,7 +193,9 @@ def make_curve_client(conf: cfg.ConfigOpts, endpoint_count: int) -> CurveClient 
     return client
 
 
-def make_publisher(conf: cfg.ConfigOpts, context: zmq.Context | None = None) -> Publisher:
+def make_publisher(
+    conf: cfg.ConfigOpts, context: zmq.Context[zmq.Socket[bytes]] | None = None
+) -> Publisher:
     """Build and bind the drivers' publisher; raise ConfigError if it cannot."""
     signer = None
     if conf.enable_signing:
@@ -168,7 +218,7 @@ def make_publisher(conf: cfg.ConfigOpts, context: zmq.Context | None = None) -> 
 def make_receiver(
     conf: cfg.ConfigOpts,
     handler: Callable[[Measurement], None],
-    context: zmq.Context | None = None,
+    context: zmq.Context[zmq.Socket[bytes]] | None = None,
 ) -> Receiver:
     """Build (not start) a receiver from the options; raise ConfigError if invalid."""
     verifier = None

@@ -12,10 +12,14 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 import orjson
 
 PROTOCOL_VERSION = 1
+
+#: The meter that carries power, in watts; every other meter is free-form.
+POWER_METER: Final = "w"
 
 PROBE_ID_PATTERN = re.compile(r"[A-Za-z0-9._:@-]{1,255}")
 METER_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -73,13 +77,7 @@ class Measurement:
         if not self.meters:
             raise ProtocolError("bad_value", "a measurement needs at least one meter")
         body: dict[str, object] = {"probe_id": self.probe_id, "timestamp": float(self.timestamp)}
-        for name, value in self.meters.items():
-            if not is_valid_meter_name(name):
-                raise ProtocolError("bad_value", f"invalid meter name {name!r}")
-            number = finite_number(value)
-            if number is None:
-                raise ProtocolError("bad_value", f"meter {name!r} is not a finite number")
-            body[name] = number
+        body.update(checked_meters(self.meters))
         if finite_number(self.timestamp) is None:
             raise ProtocolError("bad_value", "timestamp is not a finite number")
         payload = orjson.dumps(body)
@@ -95,6 +93,19 @@ def finite_number(value: object) -> float | None:
     except OverflowError:
         return None
     return number if math.isfinite(number) else None
+
+
+def checked_meters(meters: Mapping[str, object]) -> dict[str, float]:
+    """Every meter of *meters* as a finite float; ProtocolError for a bad name or value."""
+    checked: dict[str, float] = {}
+    for name, value in meters.items():
+        if not is_valid_meter_name(name):
+            raise ProtocolError("bad_value", f"invalid meter name {name!r:.80}")
+        number = finite_number(value)
+        if number is None:
+            raise ProtocolError("bad_value", f"meter {name!r} is not a finite number")
+        checked[name] = number
+    return checked
 
 
 def decode_payload(payload: bytes) -> Measurement:
@@ -113,12 +124,4 @@ def decode_payload(payload: bytes) -> Measurement:
         raise ProtocolError("bad_value", "timestamp is not a finite number")
     if not body:
         raise ProtocolError("bad_value", "no meter in payload")
-    meters: dict[str, float] = {}
-    for name, value in body.items():
-        if not is_valid_meter_name(name):
-            raise ProtocolError("bad_value", f"invalid meter name {name!r:.80}")
-        number = finite_number(value)
-        if number is None:
-            raise ProtocolError("bad_value", f"meter {name!r} is not a finite number")
-        meters[name] = number
-    return Measurement(probe_id, timestamp, meters)
+    return Measurement(probe_id, timestamp, checked_meters(body))

@@ -27,7 +27,7 @@ class Publisher:
         bind: bool = True,
         sndhwm: int = 100_000,
         linger_ms: int = 2000,
-        context: zmq.Context | None = None,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
         curve: CurveServer | CurveClient | None = None,
     ) -> None:
         self._signer = signer

@@ -22,6 +22,7 @@ import zmq
 from kwapi.bus.curve import CurveClient
 from kwapi.bus.protocol import Measurement, ProtocolError, decode_payload, topic_for
 from kwapi.bus.signing import Verifier
+from kwapi.ratelimit import RateLimitedLog
 
 LOG = logging.getLogger(__name__)
 
@@ -181,28 +182,6 @@ class ReceiverStats:
         }
 
 
-class _RateLimitedLog:
-    """Logs at most one line per key per *period* seconds, then a summary count."""
-
-    def __init__(self, logger: logging.Logger, period: float = 10.0) -> None:
-        self._logger = logger
-        self._period = period
-        self._next: dict[str, float] = {}
-        self._suppressed: Counter[str] = Counter()
-
-    def warning(self, key: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now < self._next.get(key, 0.0):
-            self._suppressed[key] += 1
-            return
-        self._next[key] = now + self._period
-        suppressed = self._suppressed.pop(key, 0)
-        if suppressed:
-            message += " (%d more like this since the last report)"
-            args = (*args, suppressed)
-        self._logger.warning(message, *args)
-
-
 Handler = Callable[[Measurement], None]
 
 
@@ -231,7 +210,7 @@ class Receiver(threading.Thread):
         *,
         probes: Iterable[str] = (),
         rcvhwm: int = 100_000,
-        context: zmq.Context | None = None,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
         name: str = "receiver",
         curve: CurveClient | None = None,
         gather: float = GATHER_S,
@@ -249,7 +228,7 @@ class Receiver(threading.Thread):
         self._context = context or zmq.Context.instance()
         self._stop_event = threading.Event()
         self._ready = threading.Event()
-        self._log = _RateLimitedLog(LOG, log_period)
+        self._log = RateLimitedLog(LOG, log_period)
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Wait until the socket is connected and subscribed."""

@@ -11,7 +11,7 @@ from oslo_config import cfg
 SERVICE_TYPES_GROUP = "service_types"
 KWAPI_GROUP = "kwapi"
 
-service_opts = [
+service_opts: list[cfg.Opt] = [
     cfg.StrOpt(
         "kwapi",
         default="energy",
@@ -20,7 +20,7 @@ service_opts = [
     ),
 ]
 
-client_opts = [
+client_opts: list[cfg.Opt] = [
     cfg.FloatOpt(
         "timeout",
         default=30.0,
@@ -30,12 +30,12 @@ client_opts = [
 ]
 
 
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    """The pollsters' options: what :func:`register` registers and the generator lists."""
+    return [(SERVICE_TYPES_GROUP, service_opts), (KWAPI_GROUP, client_opts)]
+
+
 def register(conf: cfg.ConfigOpts) -> None:
     """Register the pollsters' options on Ceilometer's *conf* (idempotent)."""
-    conf.register_opts(service_opts, group=SERVICE_TYPES_GROUP)
-    conf.register_opts(client_opts, group=KWAPI_GROUP)
-
-
-def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
-    """The pollsters' options, for oslo-config-generator."""
-    return [(SERVICE_TYPES_GROUP, service_opts), (KWAPI_GROUP, client_opts)]
+    for group, opts in list_opts():
+        conf.register_opts(opts, group=group)

@@ -26,22 +26,41 @@ out of the poll.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ceilometer import sample
 from ceilometer.polling import plugin_base
 from keystoneauth1 import exceptions as ksa_exceptions
 
+from kwapi.bus.protocol import POWER_METER, finite_number
 from kwapi.ceilometer import options
+
+if TYPE_CHECKING:
+    from keystoneauth1.session import Session
 
 LOG = logging.getLogger(__name__)
 
 CACHE_KEY = "kwapi.probes"
 
-Probe = tuple[str, dict]
+#: A probe of ``GET /probes/``: its id and its fields, as JSON (checked when sampled).
+Probe = tuple[str, object]
+
+
+class _Keystone(Protocol):
+    """What the pollsters use of the polling manager's Keystone client."""
+
+    @property
+    def session(self) -> Session: ...
+
+
+class PollingManager(Protocol):
+    """What the pollsters use of Ceilometer's polling manager."""
+
+    @property
+    def keystone(self) -> _Keystone: ...
 
 
 def probes_url(endpoint: str) -> str:
@@ -49,16 +68,9 @@ def probes_url(endpoint: str) -> str:
     return endpoint.rstrip("/") + "/probes/"
 
 
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
 def iso_timestamp(value: object) -> str | None:
     """kwapi's timestamp (seconds since the epoch) as ISO 8601 in UTC, or None if invalid."""
-    seconds = _number(value)
+    seconds = finite_number(value)
     if seconds is None:
         return None
     try:
@@ -67,7 +79,7 @@ def iso_timestamp(value: object) -> str | None:
         return None
 
 
-def fetch_probes(session, endpoint: str, timeout: float) -> list[Probe]:
+def fetch_probes(session: Session, endpoint: str, timeout: float) -> list[Probe]:
     """Return ``(probe id, fields)`` of every probe at *endpoint*; [] if it cannot be read.
 
     *session* is a keystoneauth1 session: it adds the token and the TLS
@@ -126,13 +138,15 @@ class _KwapiPollster(plugin_base.PollsterBase):
     def default_discovery(self) -> str:
         return f"endpoint:{self.conf[options.SERVICE_TYPES_GROUP].kwapi}"
 
-    def _probes(self, manager, cache: dict, endpoint: str) -> list[Probe]:
+    def _probes(self, manager: PollingManager, cache: dict[str, Any], endpoint: str) -> list[Probe]:
         # setdefault is atomic: with threads_to_process_pollsters > 1 both
         # pollsters may get here at once, and still only one of them fetches.
-        entry = cache.setdefault(f"{CACHE_KEY}:{endpoint}", _CachedFetch())
+        # (The cache is the polling cycle's, shared with every pollster: under
+        # this key, it holds our _CachedFetch.)
+        entry: _CachedFetch = cache.setdefault(f"{CACHE_KEY}:{endpoint}", _CachedFetch())
         return entry.get(lambda: self._fetch(manager, endpoint))
 
-    def _fetch(self, manager, endpoint: str) -> list[Probe]:
+    def _fetch(self, manager: PollingManager, endpoint: str) -> list[Probe]:
         try:
             session = manager.keystone.session
         except ksa_exceptions.ClientException as exc:
@@ -140,7 +154,9 @@ class _KwapiPollster(plugin_base.PollsterBase):
             return []
         return fetch_probes(session, endpoint, self.conf[options.KWAPI_GROUP].timeout)
 
-    def get_samples(self, manager, cache: dict, resources: list[str]) -> Iterator[sample.Sample]:
+    def get_samples(
+        self, manager: PollingManager, cache: dict[str, Any], resources: list[str]
+    ) -> Iterator[sample.Sample]:
         for endpoint in resources:
             for probe_id, fields in self._probes(manager, cache, endpoint):
                 made = self._sample(endpoint, probe_id, fields)
@@ -160,7 +176,7 @@ class _KwapiPollster(plugin_base.PollsterBase):
                 self.name,
             )
             return None
-        volume = _number(fields.get(self.field))
+        volume = finite_number(fields.get(self.field))
         timestamp = iso_timestamp(fields.get("timestamp"))
         if volume is None or timestamp is None:
             bad = self.field if volume is None else "timestamp"
@@ -201,7 +217,7 @@ class PowerPollster(_KwapiPollster):
     name = "power"
     meter_type = sample.TYPE_GAUGE
     unit = "W"
-    field = "w"
+    field = POWER_METER
     # kwapi-api serves probes that never sent power (a stream probe) without
     # ``w``: normal, not worth a warning every polling cycle.
     field_optional = True

@@ -7,11 +7,12 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from oslo_config import cfg
 
-from kwapi import service, wsgi_service
-from kwapi.bus.options import make_receiver, receiver_opts
+from kwapi import opts, service, systemd, wsgi_service
+from kwapi.bus.options import make_receiver
 from kwapi.bus.protocol import Measurement
 from kwapi.bus.receiver import Receiver
 from kwapi.config import ConfigError
@@ -19,17 +20,21 @@ from kwapi.plugins.api import auth
 from kwapi.plugins.api.app import create_app
 from kwapi.plugins.api.collector import Collector
 from kwapi.plugins.api.metrics import make_registry
-from kwapi.plugins.api.options import api_opts
 from kwapi.plugins.api.state import PeriodicSaver, StateStore
+from kwapi.plugins.api.stream_energy import StreamEnergy
 from kwapi.plugins.api.stream_views import StreamViews
-from kwapi.plugins.streams import StreamEnergy, price_opts, stream_map_from_conf, stream_opts
+from kwapi.plugins.streams import stream_map_from_conf
 from kwapi.wsgi_service import Listen, Server
 
 PROG = "kwapi-api"
 LOG = logging.getLogger(PROG)
+SUMMARY = (
+    "integrates energy per probe from the bus and serves it over HTTP: "
+    "REST API v1 (Ceilometer), /metrics (Prometheus), /healthz."
+)
 
 
-def receiver_status(receiver: Receiver) -> dict:
+def receiver_status(receiver: Receiver) -> dict[str, Any]:
     """What /healthz shows of *receiver*."""
     stats = receiver.stats.snapshot()
     return {"alive": receiver.is_alive(), "endpoints": receiver.endpoints, **stats}
@@ -89,14 +94,14 @@ def assemble(conf: cfg.ConfigOpts) -> Parts:
 
 def serve(argv: list[str] | None = None) -> int:
     """Receive, collect and serve until SIGTERM or SIGINT."""
-    opts = receiver_opts + api_opts + auth.auth_opts + stream_opts + price_opts
-    conf = service.prepare(PROG, argv, [(None, opts)])
+    conf = service.prepare(PROG, argv, opts.list_api_opts(), SUMMARY)
     stop = service.stop_event_on_signals()
     parts = assemble(conf)
     receiver = parts.receiver
     registry = make_registry(parts.collector, lambda: receiver.stats.snapshot(), parts.views)
     app = create_app(parts.collector, lambda: receiver_status(receiver), registry, parts.views)
-    app.wsgi_app = auth.wrap(app.wsgi_app, conf)
+    # Flask's documented way to put WSGI middleware around an application.
+    app.wsgi_app = auth.wrap(app.wsgi_app, conf)  # type: ignore[method-assign,assignment]
     server = wsgi_service.bind(app, Listen.from_conf(conf, "api"), PROG)
 
     receiver.start()
@@ -115,8 +120,9 @@ def serve(argv: list[str] | None = None) -> int:
         wsgi_service.bound_port(server),
         conf.auth_strategy,
     )
+    systemd.ready()
     try:
-        wsgi_service.serve(server, stop)
+        wsgi_service.serve(server, stop, heartbeat=service.Heartbeat(receiver.is_alive))
     finally:
         _shutdown(server, receiver, parts.saver, parts.store, parts.collector, parts.energy)
     return 0

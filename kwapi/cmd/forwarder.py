@@ -6,57 +6,23 @@ import logging
 import sys
 
 import zmq
-from oslo_config import cfg
 
-from kwapi import service
-from kwapi.bus.options import (
-    Endpoint,
-    curve_allowed_clients_opt,
-    curve_secret_key_opt,
-    curve_server_key_opt,
-    make_curve_client,
-    make_curve_server,
-)
+from kwapi import opts, service, systemd
+from kwapi.bus.options import make_curve_client, make_curve_server
 from kwapi.config import ConfigError
 from kwapi.forwarder import Forwarder, UpstreamError
 
 PROG = "kwapi-forwarder"
 LOG = logging.getLogger(PROG)
-
-forwarder_opts = [
-    cfg.ListOpt(
-        "probes_endpoint",
-        item_type=Endpoint,
-        default=["ipc:///tmp/kwapi-drivers"],
-        help="Endpoints of the drivers (or upstream forwarders) to relay.",
-    ),
-    cfg.Opt(
-        "forwarder_endpoint",
-        type=Endpoint,
-        default="ipc:///tmp/kwapi-forwarder",
-        help="Endpoint the forwarder binds for plugins and downstream forwarders.",
-    ),
-    cfg.IntOpt(
-        "forwarder_rcvhwm",
-        default=100_000,
-        min=1,
-        help="Messages queued from upstream before new ones are dropped.",
-    ),
-    cfg.IntOpt(
-        "forwarder_sndhwm",
-        default=100_000,
-        min=1,
-        help="Messages queued per downstream subscriber before new ones are dropped.",
-    ),
-    curve_secret_key_opt,
-    curve_allowed_clients_opt,
-    curve_server_key_opt,
-]
+SUMMARY = (
+    "relays the measurement bus from drivers (or upstream forwarders) to plugins "
+    "and downstream forwarders."
+)
 
 
 def serve(argv: list[str] | None = None) -> int:
     """Relay until SIGTERM or SIGINT."""
-    conf = service.prepare(PROG, argv, [(None, forwarder_opts)])
+    conf = service.prepare(PROG, argv, opts.list_forwarder_opts(), SUMMARY)
     stop = service.stop_event_on_signals()
     try:
         forwarder = Forwarder(
@@ -77,7 +43,8 @@ def serve(argv: list[str] | None = None) -> int:
         raise ConfigError(str(exc), section="DEFAULT", key="probes_endpoint") from None
     forwarder.start()
     LOG.info("relaying %s to %s", ", ".join(conf.probes_endpoint), conf.forwarder_endpoint)
-    service.wait_for_stop(stop)
+    systemd.ready()
+    service.wait_for_stop(stop, heartbeat=service.Heartbeat(forwarder.is_alive))
     forwarder.stop()
     LOG.info("stopped")
     return 0

@@ -11,7 +11,7 @@ import zmq.auth
 from kwapi.bus.curve import generate_keys
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the keygen sub-command."""
     parser = commands.add_parser(
         "keygen",

@@ -7,21 +7,24 @@ import sys
 
 from oslo_config import cfg
 
-from kwapi import service, wsgi_service
-from kwapi.bus.options import make_receiver, receiver_opts
+from kwapi import opts, service, systemd, wsgi_service
+from kwapi.bus.options import make_receiver
 from kwapi.bus.receiver import Receiver
 from kwapi.config import ConfigError
 from kwapi.plugins.rrd.app import create_app
 from kwapi.plugins.rrd.diskwatch import DiskWatch
 from kwapi.plugins.rrd.graphs import Grapher
-from kwapi.plugins.rrd.options import rrd_opts
 from kwapi.plugins.rrd.storage import RrdStorage, StorageError
 from kwapi.plugins.rrd.writer import BatchWriter
-from kwapi.plugins.streams import stream_map_from_conf, stream_opts
+from kwapi.plugins.streams import stream_map_from_conf
 from kwapi.wsgi_service import Listen, Server
 
 PROG = "kwapi-rrd"
 LOG = logging.getLogger(PROG)
+SUMMARY = (
+    "keeps every probe's history from the bus in RRD files (optionally through rrdcached) "
+    "and serves power graphs on a web page."
+)
 
 
 def open_storage(conf: cfg.ConfigOpts) -> RrdStorage:
@@ -41,7 +44,7 @@ def open_storage(conf: cfg.ConfigOpts) -> RrdStorage:
 
 def serve(argv: list[str] | None = None) -> int:
     """Record measurements and serve the web interface until SIGTERM or SIGINT."""
-    conf = service.prepare(PROG, argv, [(None, receiver_opts + rrd_opts + stream_opts)])
+    conf = service.prepare(PROG, argv, opts.list_rrd_opts(), SUMMARY)
     streams = stream_map_from_conf(conf)
     stop = service.stop_event_on_signals()
     storage = open_storage(conf)
@@ -62,7 +65,11 @@ def serve(argv: list[str] | None = None) -> int:
         storage,
         grapher,
         refresh_interval=conf.refresh_interval,
-        receiver_stats=lambda: {**receiver.stats.snapshot(), "pending_writes": writer.pending()},
+        receiver_stats=lambda: {
+            **receiver.stats.snapshot(),
+            "pending_writes": writer.pending(),
+            "write_lag_seconds": writer.lag(),
+        },
         disk_status=disk_watch.snapshot if disk_watch else None,
         streams=streams,
     )
@@ -82,8 +89,9 @@ def serve(argv: list[str] | None = None) -> int:
         conf.rrd_host,
         wsgi_service.bound_port(server),
     )
+    systemd.ready()
     try:
-        wsgi_service.serve(server, stop)
+        wsgi_service.serve(server, stop, heartbeat=service.Heartbeat(receiver.is_alive))
     finally:
         _shutdown(server, receiver, writer, disk_watch, storage)
     return 0

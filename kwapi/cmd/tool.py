@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import TextIO
 
 import zmq
 
@@ -68,7 +69,7 @@ def format_meters(meters: dict[str, float]) -> str:
     return " ".join(f"{name}={meters[name]:g}" for name in names)
 
 
-def tail(args: argparse.Namespace, out=sys.stdout) -> int:
+def tail(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Print messages from ``args.endpoint`` until count or timeout is reached."""
     for probe in args.probe:
         if not is_valid_probe_id(probe):
@@ -76,7 +77,7 @@ def tail(args: argparse.Namespace, out=sys.stdout) -> int:
             return 2
     secrets = args.secret or [s for s in [os.environ.get("KWAPI_SECRET")] if s]
     validator = MessageValidator(Verifier(secrets) if secrets else None, window=args.window)
-    context = zmq.Context.instance()
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     socket = context.socket(zmq.SUB)
     socket.setsockopt(zmq.LINGER, 0)
     if args.server_key:

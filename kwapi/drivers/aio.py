@@ -28,6 +28,7 @@ class EventLoopThread:
     def __init__(self, name: str = "drivers-event-loop") -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._ping: threading.Event | None = None
         self.thread.start()
 
     @classmethod
@@ -37,6 +38,33 @@ class EventLoopThread:
             if cls._shared is None:
                 cls._shared = cls()
             return cls._shared
+
+    @classmethod
+    def shared_if_started(cls) -> EventLoopThread | None:
+        """The shared event loop if an async driver started it, else None (never starts it)."""
+        with cls._lock:
+            return cls._shared
+
+    def responds(self) -> bool:
+        """Whether the loop still runs callbacks: it ran the ping the previous call sent.
+
+        Each call that finds the previous ping done (or none sent yet) sends a
+        new one (a cheap ``call_soon_threadsafe``) and returns True; a ping
+        still pending means the loop has been blocked or busy ever since, and
+        returns False without piling up another. Called at a steady pace (the
+        watchdog's), it is False once the loop is stuck for longer than that.
+        """
+        if not self.thread.is_alive() or self.loop.is_closed():
+            return False
+        if self._ping is not None and not self._ping.is_set():
+            return False
+        ping = threading.Event()
+        try:
+            self.loop.call_soon_threadsafe(ping.set)
+        except RuntimeError:  # closed meanwhile
+            return False
+        self._ping = ping
+        return True
 
 
 class AsyncDriver(DriverBase):
@@ -103,14 +131,17 @@ class AsyncDriver(DriverBase):
         backoff = self.new_backoff()
         while not self.stop_event.is_set():
             try:
+                self.set_up = False
                 await self.setup()
+                self.set_up = True
                 await self._read_loop(backoff)
                 return
             except DEVICE_FAILURES as exc:
                 failure: BaseException = exc
-            self.report_failure(failure)
+            delay = backoff.next_delay()
+            self.report_failure(failure, delay)
             await self._safe_teardown()
-            await self._sleep(backoff.next_delay())
+            await self._sleep(delay)
 
     async def _read_loop(self, backoff: Backoff) -> None:
         pacer = Pacer(self.params.interval, self.wattmeter)

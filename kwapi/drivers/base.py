@@ -20,7 +20,9 @@ import random
 import threading
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import pydantic
@@ -30,8 +32,67 @@ from kwapi.bus.protocol import Measurement, finite_number
 LOG = logging.getLogger(__name__)
 
 
+# Why a device failed, as the health metrics count it (label ``reason``).
+TIMEOUT = "timeout"
+AUTHENTICATION = "authentication"
+PARSE = "parse"
+DEVICE_GONE = "device_gone"
+OTHER = "other"
+
+
 class DeviceError(Exception):
-    """The device cannot be reached or answered nonsense; worth retrying."""
+    """The device cannot be reached or answered nonsense; worth retrying.
+
+    *reason* sorts the failure for the health metrics: :data:`TIMEOUT`,
+    :data:`AUTHENTICATION`, :data:`PARSE`, :data:`DEVICE_GONE` or
+    :data:`OTHER`.
+    """
+
+    def __init__(self, message: str, reason: str = OTHER) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The health metrics' reason for a device failure *exc*."""
+    if isinstance(exc, DeviceError):
+        return exc.reason
+    if isinstance(exc, TimeoutError):
+        return TIMEOUT
+    if isinstance(exc, PermissionError):
+        return AUTHENTICATION
+    if isinstance(exc, OSError):
+        return DEVICE_GONE
+    return OTHER
+
+
+@dataclass
+class Health:
+    """What the health metrics tell of one wattmeter; it outlives the driver's restarts.
+
+    The driver writes it from its own thread or task; the metrics read it
+    from another, copying the containers they iterate (a copy is atomic
+    under the GIL).  A failure of ``read`` counts as a read error; every
+    failure, of ``read`` or of ``setup``, leads to a restart: teardown, wait,
+    setup again.
+    """
+
+    up: bool = False
+    last_success: float | None = None  # time.time() of the last good reading
+    published: int = 0
+    dropped: int = 0
+    backoff: float = 0.0
+    read_errors: Counter[str] = field(default_factory=Counter)
+    restarts: Counter[str] = field(default_factory=Counter)
+    probes_last_success: dict[str, float] = field(default_factory=dict)
+
+    def count_failure(self, reason: str, backoff: float, reading: bool) -> None:
+        """``read`` (*reading*) or ``setup`` failed for *reason*; a restart in *backoff* s."""
+        self.up = False
+        if reading:
+            self.read_errors[reason] += 1
+        self.restarts[reason] += 1
+        self.backoff = backoff
 
 
 class SectionError(ValueError):
@@ -152,6 +213,8 @@ class DriverBase:
         # device is failing now: what the manager's stall watch looks at.
         self.last_reading_at: float | None = None
         self.failing = False
+        self.set_up = False  # whether setup() succeeded since the last failure
+        self.health = Health()
         self.log = logging.LoggerAdapter(LOG, {"wattmeter": wattmeter})
         # Probes whose last reading was dropped, with the meters that were not finite.
         self._not_finite: dict[str, tuple[str, ...]] = {}
@@ -200,6 +263,8 @@ class DriverBase:
             return
         self._publish(Measurement(probe_id, timestamp, dict(meters)))
         self.published += 1
+        self.health.published += 1
+        self.health.probes_last_success[probe_id] = timestamp
         if self._not_finite and self._not_finite.pop(probe_id, None) is not None:
             self.log.warning(
                 "wattmeter %s: probe %s reads finite numbers again", self.wattmeter, probe_id
@@ -212,13 +277,20 @@ class DriverBase:
             if probe_id is not None and meters:
                 self.publish(probe_id, meters, timestamp)
         self.last_reading_at = time.monotonic()
+        self.health.last_success = timestamp
+        self.health.up = True
+        self.health.backoff = 0.0
         if self.failing:
             self.log.warning("wattmeter %s: device is back", self.wattmeter)
             self.failing = False
             self._last_error = None
 
-    def report_failure(self, exc: BaseException) -> None:
-        """Log a device failure once per distinct error, at debug level while it lasts."""
+    def report_failure(self, exc: BaseException, backoff: float) -> None:
+        """Log a device failure once per distinct error, at debug level while it lasts.
+
+        The next try is in *backoff* seconds; both go to the health metrics.
+        """
+        self.health.count_failure(failure_reason(exc), backoff, reading=self.set_up)
         error = f"{type(exc).__name__}: {exc}"
         self.failing = True
         if error != self._last_error:
@@ -242,6 +314,7 @@ class DriverBase:
         self, probe_id: str, meters: Mapping[str, object], not_finite: tuple[str, ...]
     ) -> None:
         self.dropped += 1
+        self.health.dropped += 1
         values = ", ".join(f"{name}={meters[name]!r:.40}" for name in not_finite)
         if self._not_finite.get(probe_id) != not_finite:
             self.log.warning(
@@ -303,15 +376,18 @@ class Driver(DriverBase, threading.Thread):
         backoff = self.new_backoff()
         while not self.stop_event.is_set():
             try:
+                self.set_up = False
                 self.setup()
+                self.set_up = True
                 self._read_loop(backoff)
                 return
             except DEVICE_FAILURES as exc:
                 failure: BaseException = exc
             # Logged outside the except block, so the line carries no traceback.
-            self.report_failure(failure)
+            delay = backoff.next_delay()
+            self.report_failure(failure, delay)
             self._safe_teardown()
-            self.stop_event.wait(backoff.next_delay())
+            self.stop_event.wait(delay)
 
     def _read_loop(self, backoff: Backoff) -> None:
         pacer = Pacer(self.params.interval, self.wattmeter)

@@ -9,6 +9,7 @@ import zlib
 
 import pydantic
 
+from kwapi.bus.protocol import POWER_METER
 from kwapi.drivers.base import Driver, DriverParameters, Readings
 
 
@@ -83,6 +84,6 @@ class DummyDriver(Driver):
         now = time.time()
         span = self.params.max - self.params.min
         return {
-            probe_id: {"w": round(self.params.min + span * profile.sample(now), 2)}
+            probe_id: {POWER_METER: round(self.params.min + span * profile.sample(now), 2)}
             for probe_id, profile in self._profiles.items()
         }

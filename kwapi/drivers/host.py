@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import pydantic
 
+from kwapi.bus.protocol import POWER_METER
 from kwapi.drivers.base import DeviceError, Driver, DriverParameters, Readings, SectionError
 
 # Cloud Carbon Footprint, methodology appendix I, AWS averages (watts per vCPU).
@@ -172,4 +173,4 @@ class HostDriver(Driver):
             return {}  # no time passed, or the counters went back: nothing to tell
         utilisation = min(1.0, max(0.0, busy / elapsed))
         watts = self.idle_watts + (self.max_watts - self.idle_watts) * utilisation
-        return {self.probe_ids[0]: {"w": round(watts, 3), "estimated": 1}}
+        return {self.probe_ids[0]: {POWER_METER: round(watts, 3), "estimated": 1}}

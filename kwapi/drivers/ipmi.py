@@ -18,13 +18,23 @@ from typing import Literal
 
 import pydantic
 
+from kwapi.bus.protocol import POWER_METER
 from kwapi.drivers.aio import AsyncDriver
-from kwapi.drivers.base import DeviceError, DriverParameters, Readings, SectionError
+from kwapi.drivers.base import (
+    AUTHENTICATION,
+    OTHER,
+    PARSE,
+    TIMEOUT,
+    DeviceError,
+    DriverParameters,
+    Readings,
+    SectionError,
+)
 
 try:
     from kwapi.drivers import ipmi_sdr
     from kwapi.drivers.rmcp_packets import IpmiResponse
-    from kwapi.drivers.rmcp_session import IpmiError, NoAnswer, RmcpSession
+    from kwapi.drivers.rmcp_session import IpmiError, LoginRefused, NoAnswer, RmcpSession
 except ImportError:  # the optional extra 'ipmi' (cryptography) is not installed
     ipmi_sdr = None  # type: ignore[assignment]
 
@@ -99,7 +109,7 @@ class IpmiDriver(AsyncDriver):
         watts = await self._read_sensor() if self._sensor else await self._read_dcmi()
         if watts is None:
             return {}
-        return {self._probe: {"w": watts}}
+        return {self._probe: {POWER_METER: watts}}
 
     async def teardown(self) -> None:
         session, self._session = self._session, None
@@ -138,10 +148,11 @@ class IpmiDriver(AsyncDriver):
         that times out) raises that same text, so the base class logs it once.
         """
         if not isinstance(exc, NoAnswer):
-            return DeviceError(f"{context}: {exc}")
+            reason = AUTHENTICATION if isinstance(exc, LoginRefused) else OTHER
+            return DeviceError(f"{context}: {exc}", reason)
         if self._silence is None:
             self._silence = f"{context}: no answer within {time.monotonic() - started:.0f} s"
-        return DeviceError(self._silence)
+        return DeviceError(self._silence, TIMEOUT)
 
     async def _command(self, netfn: int, command: int, data: bytes) -> IpmiResponse:
         assert self._session is not None
@@ -157,7 +168,7 @@ class IpmiDriver(AsyncDriver):
             raise DeviceError(f"DCMI power reading failed: completion code 0x{response.code:02x}")
         data = response.data
         if len(data) <= DCMI_STATE_OFFSET or data[0] != DCMI_GROUP:
-            raise DeviceError(f"malformed DCMI power reading: {data.hex()}")
+            raise DeviceError(f"malformed DCMI power reading: {data.hex()}", PARSE)
         if not data[DCMI_STATE_OFFSET] & DCMI_MEASUREMENT_ACTIVE:
             if not self._inactive_logged:
                 self.log.warning(

@@ -1,4 +1,4 @@
-"""The driver manager: starts one thread per wattmeter and keeps them alive."""
+"""The driver manager: starts a driver per wattmeter, restarts dead ones, reports stalls."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from kwapi.drivers.base import RETRY_JITTER, Backoff, DriverBase, PublishFunc
+from kwapi.drivers.base import RETRY_JITTER, Backoff, DriverBase, Health, PublishFunc
 from kwapi.drivers.config import Wattmeter
+
+if TYPE_CHECKING:
+    from kwapi.service import Heartbeat
 
 LOG = logging.getLogger(__name__)
 
@@ -18,8 +22,19 @@ RESTART_BACKOFF_CAP = 60.0
 # A wattmeter whose device answered before and that has published no reading
 # for this many of its intervals (and at least STALL_MIN_SECONDS), with no
 # device error to explain it, is stalled: the manager says so once.
+# The health metrics' reason for a restart of a driver that died of a bug.
+CRASH = "crash"
 STALL_INTERVALS = 5
 STALL_MIN_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class WattmeterState:
+    """What the health metrics read of one wattmeter."""
+
+    wattmeter: Wattmeter
+    health: Health
+    stalled: bool
 
 
 @dataclass
@@ -37,6 +52,7 @@ class _Slot:
         )
     )
     stalled_since: float | None = None
+    health: Health = field(default_factory=Health)
 
     @property
     def stall_after(self) -> float:
@@ -68,6 +84,13 @@ class DriverManager:
         """The current driver threads, one per wattmeter still scheduled."""
         return [slot.driver for slot in self._slots if slot.driver is not None]
 
+    def states(self) -> list[WattmeterState]:
+        """Each wattmeter's configuration, health and stall, for the health metrics."""
+        return [
+            WattmeterState(slot.wattmeter, slot.health, slot.stalled_since is not None)
+            for slot in self._slots
+        ]
+
     def start(self) -> None:
         """Start every driver thread."""
         for slot in self._slots:
@@ -76,6 +99,7 @@ class DriverManager:
 
     def _start(self, slot: _Slot) -> None:
         slot.driver = slot.wattmeter.build(self._publish)
+        slot.driver.health = slot.health
         slot.started_at = time.monotonic()
         slot.restart_at = None
         slot.stalled_since = None
@@ -96,6 +120,8 @@ class DriverManager:
                     slot.backoff.reset()
                 delay = slot.backoff.next_delay()
                 slot.restart_at = now + delay
+                slot.health.up = False
+                slot.health.backoff = delay
                 LOG.error(
                     "wattmeter %s: driver %s died (%r); restarting in %.0f s",
                     slot.wattmeter.name,
@@ -105,6 +131,7 @@ class DriverManager:
                 )
             if now >= slot.restart_at:
                 slot.restarts += 1
+                slot.health.restarts[CRASH] += 1
                 LOG.warning(
                     "wattmeter %s: restarting driver %s (restart %d)",
                     slot.wattmeter.name,
@@ -144,11 +171,26 @@ class DriverManager:
             return self.check_interval
         return max(0.0, min(self.check_interval, min(due) - time.monotonic()))
 
-    def run(self, stop: threading.Event) -> None:
-        """Check the threads until *stop* is set, then stop them all."""
-        while not stop.wait(self.next_check_delay()):
-            self.check()
+    def run(self, stop: threading.Event, heartbeat: Heartbeat | None = None) -> None:
+        """Check the threads until *stop* is set, then stop them all.
+
+        *heartbeat* (the daemon's: log reopening, systemd's watchdog) takes a
+        turn at each wake-up, which comes as often as it asks, checks or not.
+        """
+        next_check = time.monotonic() + self.next_check_delay()
+        while not stop.wait(self._wait(next_check, heartbeat)):
+            if time.monotonic() >= next_check:
+                self.check()
+                next_check = time.monotonic() + self.next_check_delay()
+            if heartbeat is not None:
+                heartbeat.turn()
         self.stop()
+
+    @staticmethod
+    def _wait(next_check: float, heartbeat: Heartbeat | None) -> float:
+        """Seconds to sleep: until the next check, or the heartbeat's next turn if sooner."""
+        wait = max(0.0, next_check - time.monotonic())
+        return wait if heartbeat is None else heartbeat.longest_wait(wait)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop every thread and wait for them, *timeout* seconds in all."""

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import pydantic
 
+from kwapi.bus.protocol import POWER_METER
 from kwapi.drivers.base import DeviceError, Driver, DriverParameters, Readings
 
 INSTALL_HINT = "the Nvml driver needs nvidia-ml-py: pip install 'kwapi[gpu]'"
@@ -171,7 +172,7 @@ class NvmlDriver(Driver):
             if gpu.error is not None:
                 self.log.warning("wattmeter %s: GPU %d is back", self.wattmeter, gpu.index)
                 gpu.error = None
-            readings[probe_id] = {"w": watts}
+            readings[probe_id] = {POWER_METER: watts}
         self._report(failures)
         return readings
 

@@ -20,7 +20,15 @@ from typing import Literal
 
 import pydantic
 
-from kwapi.drivers.base import DeviceError, Driver, DriverParameters, Readings
+from kwapi.bus.protocol import POWER_METER
+from kwapi.drivers.base import (
+    AUTHENTICATION,
+    DEVICE_GONE,
+    DeviceError,
+    Driver,
+    DriverParameters,
+    Readings,
+)
 
 ZoneKind = Literal["package", "core", "uncore", "dram", "psys"]
 # Control types that duplicate the MSR counters: same energy, read another way.
@@ -125,11 +133,13 @@ def _read_text(path: str) -> str:
         with open(path, encoding="ascii") as handle:
             return handle.read().strip()
     except PermissionError:
-        raise DeviceError(f"permission denied reading {path}: {PERMISSION_HINT}") from None
+        raise DeviceError(
+            f"permission denied reading {path}: {PERMISSION_HINT}", AUTHENTICATION
+        ) from None
     except OSError as exc:
         if exc.errno == errno.ENODATA:  # a zone the firmware disabled
             raise DeviceError(f"{path}: no data (zone disabled by the firmware?)") from None
-        raise DeviceError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise DeviceError(f"cannot read {path}: {exc.strerror or exc}", DEVICE_GONE) from None
 
 
 def _read_int(path: str) -> int:
@@ -177,7 +187,7 @@ class RaplDriver(Driver):
             if previous is None or now - previous_time <= 1e-3:
                 continue  # the first reading only sets the baseline
             delta = energy_delta(previous, counter, zone.max_range_uj)
-            readings[probe_id] = {"w": round(delta / 1e6 / (now - previous_time), 3)}
+            readings[probe_id] = {POWER_METER: round(delta / 1e6 / (now - previous_time), 3)}
         return readings
 
     def teardown(self) -> None:

@@ -15,8 +15,17 @@ from typing import Any, Literal, TypeVar
 
 import pydantic
 
+from kwapi.bus.protocol import POWER_METER
 from kwapi.drivers.aio import AsyncDriver
-from kwapi.drivers.base import DeviceError, DriverParameters, Readings
+from kwapi.drivers.base import (
+    AUTHENTICATION,
+    DEVICE_GONE,
+    PARSE,
+    TIMEOUT,
+    DeviceError,
+    DriverParameters,
+    Readings,
+)
 
 try:
     from pysnmp.hlapi.v3arch import asyncio as hlapi
@@ -127,6 +136,27 @@ def shared_engine(credentials: Credentials) -> Any:
     return engine
 
 
+# pysnmp's error indications of a request refused for its credentials (SNMPv3 USM).
+AUTHENTICATION_ERRORS = (
+    "wrongDigest",
+    "unknownUserName",
+    "unknownSecurityName",
+    "decryptionError",
+    "unsupportedSecLevel",
+    "authenticationFailure",
+)
+
+
+def _reason(error_indication: object) -> str:
+    """The health metrics' reason for one of pysnmp's error indications."""
+    text = str(error_indication)
+    if "timeout" in text.lower():
+        return TIMEOUT
+    if any(name.lower() in text.lower().replace(" ", "") for name in AUTHENTICATION_ERRORS):
+        return AUTHENTICATION
+    return DEVICE_GONE
+
+
 class SnmpDriver(AsyncDriver):
     """One PDU: each probe is an outlet, read together in one SNMP request."""
 
@@ -160,7 +190,7 @@ class SnmpDriver(AsyncDriver):
         for probe_id, value in values:
             watts = self._watts(value)
             if watts is not None:
-                readings[probe_id] = {"w": watts}
+                readings[probe_id] = {POWER_METER: watts}
         return readings
 
     async def teardown(self) -> None:
@@ -265,7 +295,7 @@ class SnmpDriver(AsyncDriver):
                 )
             error_indication, error_status, _, var_binds = answer
             if error_indication:
-                raise DeviceError(f"{self._where()}: {error_indication}")
+                raise DeviceError(f"{self._where()}: {error_indication}", _reason(error_indication))
             if error_status:
                 if self.params.protocol == "1" and str(error_status) == "noSuchName":
                     break  # v1 says end of MIB this way
@@ -287,15 +317,17 @@ class SnmpDriver(AsyncDriver):
             self._engine, self._auth, self._target, self._context, *self._requests, lookupMib=False
         )
         if error_indication:
-            raise DeviceError(f"{self._where()}: {error_indication}")
+            raise DeviceError(f"{self._where()}: {error_indication}", _reason(error_indication))
         if error_status:
             raise DeviceError(f"{self._where()}: {error_status.prettyPrint()} at {error_index}")
         if len(var_binds) != len(self._oids):
-            raise DeviceError(f"{self._where()} answered {len(var_binds)} of {len(self._oids)}")
+            raise DeviceError(
+                f"{self._where()} answered {len(var_binds)} of {len(self._oids)}", PARSE
+            )
         values = []
         for (probe_id, oid), (name, value) in zip(self._oids, var_binds, strict=True):
             if str(name) != oid:
-                raise DeviceError(f"{self._where()} answered {name} for {oid}")
+                raise DeviceError(f"{self._where()} answered {name} for {oid}", PARSE)
             if isinstance(value, rfc1905.NoSuchInstance | rfc1905.NoSuchObject):
                 raise DeviceError(f"{self._where()} no longer has {oid}: outlets changed?")
             values.append((probe_id, value))
@@ -309,7 +341,7 @@ class SnmpDriver(AsyncDriver):
             else:
                 number = float(int(value))  # type: ignore[call-overload]  # pysnmp Integer
         except (TypeError, ValueError, UnicodeDecodeError):
-            raise DeviceError(f"{self._where()}: {value!r} is not a number") from None
+            raise DeviceError(f"{self._where()}: {value!r} is not a number", PARSE) from None
         if number < 0:
             return None
         return round(number * self.params.scale, 6)

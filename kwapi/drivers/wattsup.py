@@ -19,7 +19,16 @@ from typing import Any, NoReturn
 
 import pydantic
 
-from kwapi.drivers.base import DeviceError, Driver, DriverParameters, Readings, SectionError
+from kwapi.bus.protocol import POWER_METER
+from kwapi.drivers.base import (
+    DEVICE_GONE,
+    TIMEOUT,
+    DeviceError,
+    Driver,
+    DriverParameters,
+    Readings,
+    SectionError,
+)
 
 BAUD_RATE = 115200
 # Longest record kept while waiting for its terminating ';' (real ones are ~100 bytes).
@@ -191,7 +200,8 @@ class WattsupDriver(Driver):
                 if not watts and now - self._last_record > self.params.silence_limit:
                     self._fail(
                         f"no record from the meter for {self.params.silence_limit:g} s; "
-                        "reopening the port"
+                        "reopening the port",
+                        TIMEOUT,
                     )
                 if now > deadline:
                     break
@@ -208,9 +218,9 @@ class WattsupDriver(Driver):
             return {}
         self._last_record = time.monotonic()
         self._outage = None
-        return {self.probe_ids[0]: {"w": watts[-1]}}
+        return {self.probe_ids[0]: {POWER_METER: watts[-1]}}
 
-    def _fail(self, reason: str) -> NoReturn:
+    def _fail(self, reason: str, kind: str = DEVICE_GONE) -> NoReturn:
         """Raise the DeviceError of the current outage.
 
         The first failure names the outage; later ones (the port cannot be
@@ -220,7 +230,7 @@ class WattsupDriver(Driver):
         self.log.debug("wattmeter %s: %s: %s", self.wattmeter, self.params.device, reason)
         if self._outage is None:
             self._outage = f"meter on {self.params.device} unavailable: {reason}"
-        raise DeviceError(self._outage)
+        raise DeviceError(self._outage, kind)
 
     def teardown(self) -> None:
         port = getattr(self, "_port", None)

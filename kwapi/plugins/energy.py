@@ -1,9 +1,9 @@
-"""Units and the integration rule shared by the plugins."""
+"""Units and the integration rules shared by the plugins."""
 
 from __future__ import annotations
 
-#: The meter that carries power, in watts (bus protocol v1).
-POWER_METER = "w"
+import math
+
 JOULES_PER_KWH = 3.6e6
 
 
@@ -16,3 +16,18 @@ def integrate(w_prev: float, w_new: float, seconds: float) -> float:
     w_prev = w_prev if w_prev > 0.0 else 0.0
     w_new = w_new if w_new > 0.0 else 0.0
     return (w_prev + w_new) / 2.0 * seconds / JOULES_PER_KWH
+
+
+def energy_step(
+    kwh: float, w_prev: float, w_new: float, seconds: float, max_gap: float
+) -> float | None:
+    """Counter *kwh* after *seconds* of a ramp from *w_prev* to *w_new* W; None for a gap.
+
+    The interval is a gap, and the counter stays as it was, when it lasts
+    more than *max_gap* seconds or when its energy would make the counter
+    (or the same counter in joules) overflow: a counter stays finite.
+    """
+    total = kwh + integrate(w_prev, w_new, seconds)
+    if seconds > max_gap or not math.isfinite(total * JOULES_PER_KWH):
+        return None
+    return total

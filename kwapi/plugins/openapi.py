@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Hashable
 from importlib import resources
+from typing import Any
 
 import yaml
 from flask import Blueprint, Flask, Response, current_app
@@ -28,7 +30,7 @@ class DuplicateKeyError(yaml.constructor.ConstructorError):
 class StrictLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that refuses a mapping naming a key twice."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
         """Check *node*'s own keys for duplicates, then build it as SafeLoader does."""
         first_seen: dict[object, yaml.Mark] = {}
         for key_node, _value_node in node.value:
@@ -64,7 +66,7 @@ def parse(text: str, source: str = "<string>") -> object:
 
 
 @functools.cache
-def load(package: str) -> dict:
+def load(package: str) -> dict[str, Any]:
     """The OpenAPI document of *package* (e.g. ``kwapi.plugins.api``) as a dict."""
     path = resources.files(package).joinpath(FILE_NAME)
     document = parse(path.read_text(encoding="utf-8"), str(path))

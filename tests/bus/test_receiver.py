@@ -11,7 +11,8 @@ from kwapi.bus.protocol import Measurement
 from kwapi.bus.publisher import Publisher
 from kwapi.bus.receiver import REJECT_REASONS, MessageValidator, Receiver, Rejected
 from kwapi.bus.signing import Signer, Verifier
-from tests.helpers import wait_for
+from tests.harness.clock import Clock
+from tests.harness.processes import wait_for
 
 SECRET = "s3cret"
 NOW = 1_700_000_000.0
@@ -75,18 +76,8 @@ def test_rejected_message_does_not_advance_replay_state(validator):
     validator.check(signed(timestamp=NOW + 5))
 
 
-class SettableClock:
-    """A clock the test moves, forward or back."""
-
-    def __init__(self, now=NOW):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
 def test_replay_table_forgets_quiet_probes_without_letting_replays_through():
-    clock = SettableClock()
+    clock = Clock(NOW)
     validator = MessageValidator(Verifier([SECRET]), window=300, clock=clock)
     old = [signed(probe=f"p{n}", timestamp=NOW + n * 1e-3) for n in range(1000)]
     for frames in old:
@@ -111,7 +102,7 @@ def test_replay_table_forgets_quiet_probes_without_letting_replays_through():
 
 
 def test_replay_table_is_swept_at_most_every_half_window():
-    clock = SettableClock()
+    clock = Clock(NOW)
     validator = MessageValidator(Verifier([SECRET]), window=300, clock=clock)
     validator.check(signed(probe="quiet", timestamp=NOW - 299))  # first check: a sweep
     clock.now = NOW + 149

@@ -10,7 +10,7 @@ from kwapi.bus.protocol import Measurement
 from kwapi.bus.publisher import Publisher
 from kwapi.bus.receiver import MessageValidator, Receiver
 from kwapi.bus.signing import Signer, Verifier
-from tests.helpers import wait_for
+from tests.harness.processes import wait_for
 
 SECRET = "loop-secret"
 

@@ -24,9 +24,10 @@ from oslo_config import cfg
 from stevedore import extension
 
 from kwapi.ceilometer.pollsters import EnergyPollster, PowerPollster
-from tests.ceilometer.recording_server import RecordingServer
-from tests.helpers import free_tcp_port, short_tmpdir, wait_for, write_config
-from tests.keystone_server import ADMIN_PASSWORD, AuthApi
+from tests.harness.configs import write_config
+from tests.harness.http import RecordingServer
+from tests.harness.keystone import ADMIN_PASSWORD, AuthApi
+from tests.harness.processes import free_tcp_port, short_tmpdir, wait_for
 
 # (probe, watts at t0, watts at t0 + 10 s): the API integrates 10 s between them.
 READINGS = [("node-1", 100.0, 200.0), ("node-2", 50.0, 50.0)]

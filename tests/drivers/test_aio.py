@@ -10,8 +10,8 @@ import time
 
 from kwapi.drivers.aio import AsyncDriver, EventLoopThread
 from kwapi.drivers.base import Backoff, DeviceError, DriverParameters, Pacer
-from tests.drivers.running import stop_driver, warnings_about
-from tests.helpers import wait_for
+from tests.harness.drivers import stop_driver, wait_retries, warnings_about
+from tests.harness.processes import wait_for
 
 
 class AsyncFakeDevice:
@@ -91,7 +91,7 @@ def test_device_going_away_is_logged_once_and_recovered(caplog):
     try:
         wait_for(lambda: published, 5, "first reading")
         device.present.clear()
-        wait_for(lambda: caplog.text.count("still failing") >= 3, 5, "several retries")
+        wait_retries(caplog, 3, 5)
         count = len(published)
         device.present.set()
         wait_for(lambda: len(published) > count + 2, 5, "readings after recovery")

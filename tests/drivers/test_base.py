@@ -7,8 +7,10 @@ import threading
 import pytest
 
 from kwapi.drivers.base import Backoff, DeviceError, Driver, DriverParameters
-from tests.drivers.running import driver_thread, warnings_about
-from tests.helpers import wait_for
+from kwapi.drivers.config import available_drivers, load_driver_class
+from kwapi.drivers.rapl import RaplDriver
+from tests.harness.drivers import RunningDriver, driver_thread, wait_retries, warnings_about
+from tests.harness.processes import wait_for
 
 
 class FakeDevice:
@@ -84,7 +86,7 @@ def test_device_going_away_is_logged_once_and_recovered(caplog):
         count = len(published)
         reads = device.reads
         # While the device is away, the driver keeps trying but publishes nothing.
-        wait_for(lambda: caplog.text.count("still failing") >= 3, 5, "several retries")
+        wait_retries(caplog, 3, 5)
         assert len(published) == count and device.reads == reads
         device.present.set()
         wait_for(lambda: len(published) > count + 2, 5, "readings after recovery")
@@ -204,3 +206,23 @@ def test_stop_interrupts_a_long_interval_and_a_long_backoff():
 def test_parameters_refuse_unknown_keys():
     with pytest.raises(ValueError):
         DriverParameters(interval=1, colour="red")
+
+
+#: The documented default of max_backoff, for every installed driver.
+DEFAULT_MAX_BACKOFF = 10.0
+
+
+@pytest.mark.parametrize("name", available_drivers())
+def test_every_driver_retries_every_ten_seconds_at_most_by_default(name):
+    assert DriverParameters().max_backoff == DEFAULT_MAX_BACKOFF
+    field = load_driver_class(name).Parameters.model_fields["max_backoff"]
+    assert field.default == DEFAULT_MAX_BACKOFF
+
+
+def test_a_failing_driver_says_it_retries_every_ten_seconds(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="kwapi.drivers")
+    absent = tmp_path / "no-powercap"
+    with RunningDriver(RaplDriver, ["cpu"], powercap_path=str(absent)):
+        wait_for(lambda: warnings_about(caplog, "no powercap tree"), 10, "the failure logged")
+    [line] = warnings_about(caplog, "no powercap tree")
+    assert line.endswith("retrying every 10 s at most"), line

@@ -13,7 +13,8 @@ import pytest
 import kwapi.drivers.config
 from kwapi.config import read_sections
 from kwapi.drivers.config import parse_wattmeters
-from tests.drivers.running import config_error_line, drivers_conf
+from tests.harness.configs import drivers_conf
+from tests.harness.daemons import config_error_line
 
 RACKS = 200  # each: 5 servers with a BMC, then the rack's PDU
 OUTLETS = 24

@@ -33,8 +33,9 @@ from kwapi.drivers.ffprobe import (
     redact,
     with_read_timeout,
 )
-from tests.drivers.running import RunningDriver, expect_config_error, free_udp_port
-from tests.helpers import free_tcp_port, stop_process, wait_for
+from tests.harness.daemons import expect_config_error
+from tests.harness.drivers import RunningDriver
+from tests.harness.processes import free_tcp_port, free_udp_port, stop_process, wait_for
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.drivers.simulators.bmc_fleet_fast import BmcFleetProcess
-from tests.helpers import wait_for
+from tests.harness.processes import wait_for
 
 if not (Path(__file__).parent / "simulators" / "pdu_fleet.py").exists():
     pytest.skip("tests/drivers/simulators/pdu_fleet.py is missing", allow_module_level=True)

@@ -11,8 +11,9 @@ import pytest
 from kwapi.config import read_sections
 from kwapi.drivers.config import parse_wattmeters
 from kwapi.drivers.host import HostDriver, parse_proc_stat
-from tests.drivers.running import RunningDriver, expect_config_error
-from tests.helpers import wait_for
+from tests.harness.daemons import expect_config_error
+from tests.harness.drivers import RunningDriver, wait_retries
+from tests.harness.processes import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -116,11 +117,7 @@ def test_unreadable_stat_file_is_logged_once_and_recovered(tmp_path, caplog):
     with RunningDriver(
         HostDriver, ["vm-1"], proc_stat=str(path), vcpus=2, interval=0.05, max_backoff=0.3
     ) as run:
-        wait_for(
-            lambda: sum("still failing" in r.getMessage() for r in caplog.records) >= 2,
-            10,
-            "retries",
-        )
+        wait_retries(caplog, 2)
         stat = ProcStat(path)
         wait_for(lambda: hasattr(run.driver, "max_watts"), 10, "the driver to be set up")
         stat.advance(busy=0, idle=200)

@@ -16,13 +16,9 @@ from kwapi.config import ConfigError, Section
 from kwapi.drivers import ipmi as ipmi_module
 from kwapi.drivers.config import parse_wattmeters
 from kwapi.drivers.ipmi import IpmiDriver, IpmiParameters
-from tests.drivers.running import (
-    driver_thread,
-    expect_config_error,
-    free_udp_port,
-    warnings_about,
-)
-from tests.helpers import stop_process, wait_for
+from tests.harness.daemons import expect_config_error
+from tests.harness.drivers import driver_thread, warnings_about
+from tests.harness.processes import free_udp_port, stop_process, wait_for
 
 ipmi_command = pytest.importorskip("pyghmi.ipmi.command")
 

@@ -18,11 +18,11 @@ from collections import defaultdict
 
 import pytest
 
-from tests.drivers.test_ipmi import PASSWORD
-from tests.helpers import stop_process, wait_for
+from tests.harness.processes import stop_process, wait_for
 
 pytest.importorskip("pyghmi.ipmi.bmc")
 
+PASSWORD = "s3cret-Passw0rd"
 BMCS_PER_SIMULATOR = 25
 
 

@@ -9,7 +9,7 @@ from kwapi.drivers import manager as manager_module
 from kwapi.drivers.base import DeviceError, Driver, DriverParameters
 from kwapi.drivers.config import Wattmeter
 from kwapi.drivers.manager import DriverManager
-from tests.helpers import wait_for
+from tests.harness.processes import wait_for
 
 
 class Steady(Driver):
@@ -131,11 +131,13 @@ def test_a_stalled_driver_is_reported_once_and_its_recovery_too(caplog, monkeypa
             writer.flush()
         wait_for(lambda: len(published) == 3, 5, "three readings")
         wait_for(lambda: checked("stalled"), 5, "the stall reported")
+        assert [state.stalled for state in manager.states()] == [True]  # in the health metrics
         for _ in range(5):  # more checks while still stalled say nothing more
             manager.check()
         writer.write("7\n")
         writer.flush()
         wait_for(lambda: checked("reads again"), 5, "the recovery reported")
+        assert [state.stalled for state in manager.states()] == [False]
     finally:
         writer.write("8\n" * 10)
         writer.close()

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from kwapi.drivers.nvml import INSTALL_HINT, NvmlDriver, NvmlParameters
-from tests.drivers.running import expect_config_error
-from tests.helpers import wait_for
+from tests.harness.daemons import expect_config_error
+from tests.harness.processes import wait_for
 
 SOURCE = Path(__file__).parent / "simulators" / "fake_nvml.c"
 

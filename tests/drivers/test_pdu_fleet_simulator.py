@@ -11,10 +11,10 @@ import sys
 import pytest
 
 from kwapi.drivers.snmp import SnmpDriver
-from tests.drivers.running import RunningDriver, free_udp_port
 from tests.drivers.simulators import pdu_fleet
 from tests.drivers.simulators.pdu_fleet import FleetProcess, outlet_oid, watts
-from tests.helpers import wait_for
+from tests.harness.drivers import RunningDriver
+from tests.harness.processes import free_udp_port, wait_for
 
 hlapi = pytest.importorskip("pysnmp.hlapi.v3arch.asyncio")
 rfc1905 = pytest.importorskip("pysnmp.proto.rfc1905")

@@ -13,9 +13,12 @@ import pytest
 
 from kwapi.drivers.base import DeviceError
 from kwapi.drivers.rapl import RaplDriver, discover_zones, energy_delta
-from tests.drivers.running import RunningDriver, drivers_conf, expect_config_error
 from tests.drivers.simulators.fake_powercap import FakePowercap
-from tests.helpers import VENV_BIN, BusClient, free_tcp_port, stop_process, wait_for
+from tests.harness.bus import BusClient
+from tests.harness.configs import drivers_conf
+from tests.harness.daemons import expect_config_error
+from tests.harness.drivers import RunningDriver, wait_retries
+from tests.harness.processes import VENV_BIN, free_tcp_port, stop_process, wait_for
 
 
 def two_socket_machine(root) -> FakePowercap:
@@ -141,24 +144,21 @@ def test_wraparound_is_corrected(tmp_path):
     assert_watts(values, 2.0)  # uncorrected, a wrap would give a negative reading
 
 
+def two_socket_driver(tree: FakePowercap) -> RunningDriver:
+    """The Rapl driver of probes cpu-0 and cpu-1 on *tree*, retrying quickly."""
+    return RunningDriver(
+        RaplDriver, ["cpu-0", "cpu-1"], powercap_path=str(tree.root), interval=0.2, max_backoff=0.5
+    )
+
+
 def test_missing_zone_logged_once_then_found(tmp_path, caplog):
     caplog.set_level(logging.DEBUG, logger="kwapi.drivers")
     tree = FakePowercap(tmp_path)
     tree.add_zone("intel-rapl:0", "package-0", watts=35.0)
     tree.start()
     try:
-        with RunningDriver(
-            RaplDriver,
-            ["cpu-0", "cpu-1"],
-            powercap_path=str(tree.root),
-            interval=0.2,
-            max_backoff=0.5,
-        ) as run:
-            wait_for(
-                lambda: sum("still failing" in r.getMessage() for r in caplog.records) >= 2,
-                10,
-                "retries",
-            )
+        with two_socket_driver(tree) as run:
+            wait_retries(caplog, 2)
             assert run.measurements == []  # nothing published for half a machine
             tree.add_zone("intel-rapl:1", "package-1", watts=25.0)  # e.g. module loaded
             run.wait_count(4)
@@ -178,20 +178,10 @@ def test_zone_gone_while_read_logged_once_then_found(tmp_path, caplog):
     tree.add_zone("intel-rapl:1", "package-1", watts=25.0)
     tree.start()
     try:
-        with RunningDriver(
-            RaplDriver,
-            ["cpu-0", "cpu-1"],
-            powercap_path=str(tree.root),
-            interval=0.2,
-            max_backoff=0.5,
-        ) as run:
+        with two_socket_driver(tree) as run:
             run.wait_count(2)
             tree.remove_zone("intel-rapl:1")  # e.g. the package taken offline
-            wait_for(
-                lambda: sum("still failing" in r.getMessage() for r in caplog.records) >= 2,
-                10,
-                "retries",
-            )
+            wait_retries(caplog, 2)
             published = len(run.measurements)
             tree.add_zone("intel-rapl:1", "package-1", watts=25.0)
             after = run.wait_count(published + 4)[published:]

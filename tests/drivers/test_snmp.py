@@ -20,13 +20,9 @@ import pytest
 from kwapi.config import ConfigError, Section
 from kwapi.drivers.config import parse_wattmeters
 from kwapi.drivers.snmp import SnmpDriver, SnmpParameters
-from tests.drivers.running import (
-    driver_thread,
-    expect_config_error,
-    free_udp_port,
-    warnings_about,
-)
-from tests.helpers import VENV_BIN, stop_process, wait_for
+from tests.harness.daemons import expect_config_error
+from tests.harness.drivers import driver_thread, warnings_about
+from tests.harness.processes import VENV_BIN, free_udp_port, stop_process, wait_for
 
 hlapi = pytest.importorskip("pysnmp.hlapi.v3arch.asyncio")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pysnmp.smi.compiler")

@@ -8,9 +8,10 @@ import termios
 import pytest
 
 from kwapi.drivers.wattsup import RecordParser, WattsupDriver, parse_record
-from tests.drivers.running import RunningDriver, expect_config_error, warnings_about
 from tests.drivers.simulators.wattsup_meter import WattsupMeter
-from tests.helpers import wait_for
+from tests.harness.daemons import expect_config_error
+from tests.harness.drivers import RunningDriver, warnings_about
+from tests.harness.processes import wait_for
 
 RECORD = b"#d,-,18,1234,1198,1030,0,0,0,0,0,0,0,0,0,0,0,98,0,0,600;"
 

@@ -5,7 +5,6 @@ import os
 import re
 import stat
 import sys
-import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -15,8 +14,11 @@ import zmq.auth
 from kwapi.bus.curve import CurveClient, generate_keys
 from kwapi.bus.receiver import MessageValidator, Receiver
 from kwapi.bus.signing import Verifier
-from tests.helpers import SECRET, free_tcp_port, run_command, wait_for, write_config
-from tests.plugins.api.running import get_json, start_api
+from tests.harness.bus import SECRET
+from tests.harness.configs import drivers_conf, forwarder_conf
+from tests.harness.daemons import start_api, start_drivers
+from tests.harness.http import get_json
+from tests.harness.processes import free_tcp_port, run_command, wait_for
 
 DUMMY = """
 [Rack]
@@ -33,15 +35,11 @@ def keygen(directory, name):
     return f"{directory}/{name}.key", f"{directory}/{name}.key_secret", public_value
 
 
-def start_drivers(daemon, directory, endpoint, secret_key, allowed_dir=None):
+def start_curve_drivers(daemon, directory, endpoint, secret_key, allowed_dir=None):
+    """kwapi-drivers encrypting with *secret_key*, admitting the clients of *allowed_dir*."""
     allowed = f"curve_allowed_clients = {allowed_dir}\n" if allowed_dir else ""
-    conf = write_config(
-        directory,
-        "drivers.conf",
-        f"[DEFAULT]\nprobes_endpoint = {endpoint}\nmetering_secret = {SECRET}\n"
-        f"curve_secret_key = {secret_key}\n{allowed}" + DUMMY,
-    )
-    process = daemon("kwapi-drivers", "--config-file", str(conf))
+    defaults = f"curve_secret_key = {secret_key}\n{allowed}"
+    process = start_drivers(daemon, directory, endpoint, DUMMY, defaults)
     process.wait_output("started 1 driver", 15)
     return process
 
@@ -61,13 +59,6 @@ def plain_subscriber(endpoint):
     socket.setsockopt(zmq.SUBSCRIBE, b"")
     socket.connect(endpoint)
     return socket
-
-
-def until(condition, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 class ServerAndClientKeys(NamedTuple):
@@ -173,7 +164,7 @@ def test_generate_keys_never_exposes_the_secret_even_for_a_moment(tmpdir_short):
 def test_only_allowed_clients_with_the_server_key_receive(tmpdir_short, daemon):
     keys = server_and_client_keys(tmpdir_short)
     endpoint = f"tcp://127.0.0.1:{free_tcp_port()}"
-    start_drivers(daemon, tmpdir_short, endpoint, keys.server_secret, keys.allowed_dir)
+    start_curve_drivers(daemon, tmpdir_short, endpoint, keys.server_secret, keys.allowed_dir)
 
     allowed, allowed_got = receiver(endpoint, CurveClient([keys.server_value], keys.client_secret))
     stranger, stranger_got = receiver(
@@ -181,7 +172,7 @@ def test_only_allowed_clients_with_the_server_key_receive(tmpdir_short, daemon):
     )
     plain = plain_subscriber(endpoint)
     try:
-        until(lambda: len(allowed_got) >= 20)
+        wait_for(lambda: len(allowed_got) >= 20, 15, "20 measurements to the allowed client")
         assert stranger_got == []
         assert not plain.poll(0)
         assert allowed.stats.snapshot()["rejected"]["bad_signature"] == 0
@@ -197,20 +188,16 @@ def test_encrypted_forwarder_between_drivers_and_plugins(tmpdir_short, daemon):
     _, forwarder_secret, forwarder_value = keygen(tmpdir_short, "forwarder")
     upstream = f"tcp://127.0.0.1:{free_tcp_port()}"
     downstream = f"tcp://127.0.0.1:{free_tcp_port()}"
-    start_drivers(daemon, tmpdir_short, upstream, drivers_secret)
-    conf = write_config(
-        tmpdir_short,
-        "forwarder.conf",
-        f"[DEFAULT]\nprobes_endpoint = {upstream}\nforwarder_endpoint = {downstream}\n"
-        # A Z85 key may hold "$", which oslo.config reads as a reference: written "$$".
-        f"curve_secret_key = {forwarder_secret}\n"
-        f"curve_server_key = {drivers_value.replace('$', '$$')}\n",
-    )
+    start_curve_drivers(daemon, tmpdir_short, upstream, drivers_secret)
+    # A Z85 key may hold "$", which oslo.config reads as a reference: written "$$".
+    keys = f"curve_secret_key = {forwarder_secret}\n"
+    keys += f"curve_server_key = {drivers_value.replace('$', '$$')}\n"
+    conf = forwarder_conf(tmpdir_short, [upstream], downstream, extra=keys)
     daemon("kwapi-forwarder", "--config-file", str(conf)).wait_output("relaying", 15)
     thread, got = receiver(downstream, CurveClient([forwarder_value]))
     plain = plain_subscriber(downstream)
     try:
-        until(lambda: len(got) >= 10)
+        wait_for(lambda: len(got) >= 10, 15, "10 measurements through the forwarder")
         assert not plain.poll(0)
     finally:
         thread.stop()
@@ -219,12 +206,9 @@ def test_encrypted_forwarder_between_drivers_and_plugins(tmpdir_short, daemon):
 
 
 def test_unescaped_dollar_in_a_key_exits_2_and_says_why(tmpdir_short):
-    conf = write_config(
-        tmpdir_short,
-        "forwarder.conf",
-        f"[DEFAULT]\nprobes_endpoint = ipc://{tmpdir_short}/d\n"
-        f"forwarder_endpoint = ipc://{tmpdir_short}/f\n"
-        "curve_server_key = abcdefghij$klmnopqrstuvwxyz0123456789ABC\n",
+    bad_key = "curve_server_key = abcdefghij$klmnopqrstuvwxyz0123456789ABC\n"
+    conf = forwarder_conf(
+        tmpdir_short, [f"ipc://{tmpdir_short}/d"], f"ipc://{tmpdir_short}/f", extra=bad_key
     )
     result = run_command("kwapi-forwarder", "--config-file", str(conf))
     assert result.returncode == 2
@@ -234,12 +218,8 @@ def test_unescaped_dollar_in_a_key_exits_2_and_says_why(tmpdir_short):
 
 
 def test_bad_key_file_exits_2(tmpdir_short):
-    conf = write_config(
-        tmpdir_short,
-        "drivers.conf",
-        f"[DEFAULT]\nprobes_endpoint = ipc://{tmpdir_short}/d\nmetering_secret = x\n"
-        f"curve_secret_key = {tmpdir_short}/missing.key_secret\n" + DUMMY,
-    )
+    missing = f"curve_secret_key = {tmpdir_short}/missing.key_secret\n"
+    conf = drivers_conf(tmpdir_short, f"ipc://{tmpdir_short}/d", DUMMY, missing)
     result = run_command("kwapi-drivers", "--config-file", str(conf))
     assert result.returncode == 2
     assert result.stderr.startswith(f"kwapi-drivers: error: {conf}: [DEFAULT] curve_secret_key:")
@@ -249,7 +229,7 @@ def test_bad_key_file_exits_2(tmpdir_short):
 def test_api_daemon_over_curve_accepts_and_a_wrong_server_key_gets_nothing(tmpdir_short, daemon):
     keys = server_and_client_keys(tmpdir_short)
     endpoint = f"tcp://127.0.0.1:{free_tcp_port()}"
-    start_drivers(daemon, tmpdir_short, endpoint, keys.server_secret, keys.allowed_dir)
+    start_curve_drivers(daemon, tmpdir_short, endpoint, keys.server_secret, keys.allowed_dir)
     good_dir, wrong_dir = Path(tmpdir_short, "good"), Path(tmpdir_short, "wrong")
     good_dir.mkdir()
     wrong_dir.mkdir()
@@ -287,7 +267,7 @@ def test_api_daemon_over_curve_accepts_and_a_wrong_server_key_gets_nothing(tmpdi
 def test_tail_reads_an_encrypted_endpoint_with_the_server_key(tmpdir_short, daemon):
     keys = server_and_client_keys(tmpdir_short)
     endpoint = f"tcp://127.0.0.1:{free_tcp_port()}"
-    start_drivers(daemon, tmpdir_short, endpoint, keys.server_secret, keys.allowed_dir)
+    start_curve_drivers(daemon, tmpdir_short, endpoint, keys.server_secret, keys.allowed_dir)
     result = run_command(
         "kwapi",
         "tail",

@@ -9,40 +9,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.drivers.running import config_error_line
-from tests.helpers import SECRET, run_command, wait_for, write_config
-from tests.plugins.api.running import api_config, get_json, start_api
+from tests.harness.configs import api_config, drivers_conf, write_config
+from tests.harness.daemons import DUMMY, QUICK_RESTARTS, config_error_line, start_api
+from tests.harness.http import get_json
+from tests.harness.processes import run_command, wait_for
 
 EXTRA_DRIVERS = str(Path(__file__).parent.parent / "fixtures" / "extra_drivers")
 BROKEN_DRIVERS = str(Path(__file__).parent.parent / "fixtures" / "broken_drivers")
 
 
-def drivers_conf(directory, endpoint, body, signing=True):
-    return write_config(
-        directory,
-        "drivers.conf",
-        textwrap.dedent(f"""
-        [DEFAULT]
-        probes_endpoint = {endpoint}
-        enable_signing = {str(signing).lower()}
-        metering_secret = {SECRET}
-        check_drivers_interval = 0.2
-        """)
-        + textwrap.dedent(body),
-    )
-
-
-DUMMY = """
-[Rack]
-driver = Dummy
-probes = ['node-1', 'node-2']
-parameters = {'min': 10, 'max': 20, 'interval': 0.1}
-"""
+def dummy_conf(directory, endpoint, sections=DUMMY, defaults=""):
+    """drivers.conf of *sections*; a driver that died is restarted within 0.2 s."""
+    return drivers_conf(directory, endpoint, sections, QUICK_RESTARTS + defaults)
 
 
 def test_publishes_signed_measurements_and_stops_on_sigterm(tmpdir_short, daemon, bus_client):
     endpoint = f"ipc://{tmpdir_short}/drivers"
-    conf = drivers_conf(tmpdir_short, endpoint, DUMMY)
+    conf = dummy_conf(tmpdir_short, endpoint)
     process = daemon("kwapi-drivers", "--config-file", str(conf))
     client = bus_client(endpoint)
     measurements = client.collect(10, timeout=15)
@@ -59,9 +42,7 @@ def test_publishes_signed_measurements_and_stops_on_sigterm(tmpdir_short, daemon
 
 def test_sigint_stops_too(tmpdir_short, daemon, bus_client):
     endpoint = f"ipc://{tmpdir_short}/drivers"
-    process = daemon(
-        "kwapi-drivers", "--config-file", str(drivers_conf(tmpdir_short, endpoint, DUMMY))
-    )
+    process = daemon("kwapi-drivers", "--config-file", str(dummy_conf(tmpdir_short, endpoint)))
     bus_client(endpoint).receive(15)
     process.signal(signal.SIGINT)
     assert process.process.wait(10) == 0
@@ -69,7 +50,7 @@ def test_sigint_stops_too(tmpdir_short, daemon, bus_client):
 
 def test_unsigned_mode_sends_two_frames(tmpdir_short, daemon, bus_client):
     endpoint = f"ipc://{tmpdir_short}/drivers"
-    conf = drivers_conf(tmpdir_short, endpoint, DUMMY, signing=False)
+    conf = dummy_conf(tmpdir_short, endpoint, defaults="enable_signing = false\n")
     daemon("kwapi-drivers", "--config-file", str(conf))
     signed_client = bus_client(endpoint)
     wait_for(lambda: signed_client.socket.poll(100), 15, "a message")
@@ -81,7 +62,7 @@ def test_unsigned_mode_sends_two_frames(tmpdir_short, daemon, bus_client):
 
 def test_driver_from_another_package_is_restarted_after_a_crash(tmpdir_short, daemon, bus_client):
     endpoint = f"ipc://{tmpdir_short}/drivers"
-    conf = drivers_conf(
+    conf = dummy_conf(
         tmpdir_short,
         endpoint,
         DUMMY
@@ -135,7 +116,7 @@ def test_driver_from_another_package_is_restarted_after_a_crash(tmpdir_short, da
     ],
 )
 def test_bad_configuration_exits_2_with_one_line(tmpdir_short, body, expected):
-    conf = drivers_conf(tmpdir_short, f"ipc://{tmpdir_short}/d", "\n" + body)
+    conf = dummy_conf(tmpdir_short, f"ipc://{tmpdir_short}/d", body)
     line = config_error_line(conf)
     assert expected in line
     if expected not in ("no wattmeter section",):
@@ -158,8 +139,8 @@ def test_driver_that_cannot_be_loaded_exits_2_with_one_line_and_logs_nothing(
 ):
     paths = [BROKEN_DRIVERS, EXTRA_DRIVERS, os.environ.get("PYTHONPATH", "")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(path for path in paths if path))
-    conf = drivers_conf(
-        tmpdir_short, f"ipc://{tmpdir_short}/d", f"\n[M]\ndriver = {driver}\nprobes = ['A']\n"
+    conf = dummy_conf(
+        tmpdir_short, f"ipc://{tmpdir_short}/d", f"[M]\ndriver = {driver}\nprobes = ['A']\n"
     )
     result = run_command("kwapi-drivers", "--config-file", str(conf))
     assert result.returncode == 2
@@ -176,7 +157,7 @@ def test_watch_probe_gives_kwapi_api_exactly_that_probe(tmpdir_short, daemon):
     probes = ['node-1', 'node-10', 'node-2']
     parameters = {'interval': 0.05}
     """
-    daemon("kwapi-drivers", "--config-file", str(drivers_conf(tmpdir_short, endpoint, sections)))
+    daemon("kwapi-drivers", "--config-file", str(dummy_conf(tmpdir_short, endpoint, sections)))
     api = start_api(daemon, tmpdir_short, probes_endpoint=endpoint, watch_probe="node-1")
     # Each reading publishes node-1, node-10 and node-2 in that order: by the
     # time node-1 arrived 5 times, the others had 4 chances to arrive too.
@@ -229,7 +210,7 @@ def test_missing_secret_and_missing_file(tmpdir_short):
 
 def test_use_json_gives_one_json_object_per_log_line(tmpdir_short, daemon):
     endpoint = f"ipc://{tmpdir_short}/drivers"
-    conf = drivers_conf(tmpdir_short, endpoint, "[DEFAULT]\nuse_json = true\n" + DUMMY)
+    conf = dummy_conf(tmpdir_short, endpoint, defaults="use_json = true\n")
     process = daemon("kwapi-drivers", "--config-file", str(conf))
     process.wait_output("started 1 driver", 15)
     assert process.stop() == 0

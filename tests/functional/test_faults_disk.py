@@ -23,19 +23,17 @@ from pathlib import Path
 import pytest
 
 from kwapi.bus.protocol import Measurement
-from tests.functional.test_faults_restart import (
-    assert_rrd_files_sound,
-    flush,
+from tests.harness.bus import bus_publisher
+from tests.harness.daemons import (
+    error_lines,
     no_traceback,
-    rrd_last,
-    start_drivers,
+    start_api,
+    start_dummy_drivers,
     start_rrd,
-    values_between,
 )
-from tests.helpers import free_tcp_port, wait_for
-from tests.plugins.api.running import bus_publisher, get_json, start_api
-from tests.plugins.rrd.conftest import Rrdcached
-from tests.plugins.rrd.test_daemon import get
+from tests.harness.http import get, get_json
+from tests.harness.processes import free_tcp_port, wait_for
+from tests.harness.rrd import Rrdcached, assert_rrd_files_sound, flush, rrd_last, values_between
 
 pytestmark = pytest.mark.slow
 
@@ -93,10 +91,6 @@ def small_disk(tmpdir_short) -> Iterator[SmallDisk]:
     shutil.rmtree(disk.path, ignore_errors=True)
 
 
-def error_lines(process) -> list[str]:
-    return [line for line in process.output().splitlines() if " ERROR " in line]
-
-
 def wait_until_late_probe_refused(late, rrd) -> Callable[[], None]:
     """Publish probe late-1 on *late* until *rrd* logs that it cannot create
     its file; return the function that publishes it once more."""
@@ -116,7 +110,7 @@ def wait_until_late_probe_refused(late, rrd) -> Callable[[], None]:
 def test_api_state_file_on_a_failing_disk(daemon, tmpdir_short, small_disk, fault):
     endpoint = f"ipc://{tmpdir_short}/drv"
     state_file = small_disk.path / "state.json"
-    start_drivers(daemon, tmpdir_short, endpoint)
+    start_dummy_drivers(daemon, tmpdir_short, endpoint)
     api = start_api(
         daemon,
         tmpdir_short,
@@ -172,7 +166,7 @@ def test_rrd_dir_full_existing_probes_go_on_new_ones_wait(daemon, tmpdir_short, 
     rrd_dir = small_disk.path / "rrd"
     late = bus_publisher(late_endpoint)
     try:
-        start_drivers(daemon, tmpdir_short, endpoint)
+        start_dummy_drivers(daemon, tmpdir_short, endpoint)
         rrd, base = start_rrd(
             daemon, tmpdir_short, f"{endpoint}, {late_endpoint}", rrd_dir, free_tcp_port()
         )
@@ -205,7 +199,7 @@ def test_rrd_dir_full_existing_probes_go_on_new_ones_wait(daemon, tmpdir_short, 
 def test_rrd_dir_read_only_serves_history_and_resumes(daemon, tmpdir_short, small_disk):
     endpoint = f"ipc://{tmpdir_short}/drv"
     rrd_dir = small_disk.path / "rrd"
-    start_drivers(daemon, tmpdir_short, endpoint)
+    start_dummy_drivers(daemon, tmpdir_short, endpoint)
     rrd, base = start_rrd(daemon, tmpdir_short, endpoint, rrd_dir, free_tcp_port())
     first = wait_for(lambda: rrd_last(rrd_dir), 20, "a first value")
     wait_for(lambda: rrd_last(rrd_dir) >= first + 2, 20, "some history")
@@ -241,7 +235,7 @@ def test_rrd_dir_read_only_under_rrdcached_is_reported_by_kwapi_rrd(
     rrd_dir.mkdir()
     cached = Rrdcached(rrd_dir)  # its socket and journal live elsewhere
     try:
-        start_drivers(daemon, tmpdir_short, endpoint)
+        start_dummy_drivers(daemon, tmpdir_short, endpoint)
         extra = f"rrdcached_address = {cached.address}\nrrd_disk_check_interval = 0.2"
         rrd, base = start_rrd(daemon, tmpdir_short, endpoint, rrd_dir, free_tcp_port(), extra)
 
@@ -297,7 +291,7 @@ def test_rrd_dir_full_under_rrdcached_is_reported_by_kwapi_rrd(daemon, tmpdir_sh
     cached = Rrdcached(rrd_dir)
     late = bus_publisher(late_endpoint)
     try:
-        start_drivers(daemon, tmpdir_short, endpoint)
+        start_dummy_drivers(daemon, tmpdir_short, endpoint)
         extra = f"rrdcached_address = {cached.address}\nrrd_disk_check_interval = 0.2"
         rrd, base = start_rrd(
             daemon, tmpdir_short, f"{endpoint}, {late_endpoint}", rrd_dir, free_tcp_port(), extra

@@ -5,69 +5,17 @@ import time
 import pytest
 import zmq
 
-from kwapi.bus.protocol import Measurement
-from kwapi.bus.publisher import Publisher
 from kwapi.bus.receiver import MessageValidator, Receiver
-from kwapi.bus.signing import Signer, Verifier
-from tests.helpers import SECRET, run_command, wait_for, write_config
+from kwapi.bus.signing import Verifier
+from tests.harness.bus import SECRET
+from tests.harness.configs import write_config
+from tests.harness.daemons import start_forwarder
+from tests.harness.processes import run_command, wait_for
 
 
-def start_forwarder(daemon, directory, name, upstream, bind):
-    conf = write_config(
-        directory,
-        f"{name}.conf",
-        f"""
-        [DEFAULT]
-        probes_endpoint = {", ".join(upstream)}
-        forwarder_endpoint = {bind}
-        """,
-    )
-    process = daemon("kwapi-forwarder", "--config-file", str(conf))
-    process.wait_output("relaying", 15)
-    return process
-
-
-class Feed:
-    """A publisher standing in for kwapi-drivers, sending fresh measurements on demand."""
-
-    def __init__(self, endpoint, probes=("A",)):
-        self.publisher = Publisher(endpoint, Signer(SECRET))
-        self.probes = probes
-        self.count = 0
-
-    def send(self):
-        self.count += 1
-        for probe in self.probes:
-            self.publisher.publish(Measurement(probe, time.time(), {"w": float(self.count)}))
-
-    def until(self, condition, timeout=15.0):
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert time.monotonic() < deadline, "condition not reached"
-            self.send()
-            time.sleep(0.02)
-
-    def close(self):
-        self.publisher.close()
-
-
-@pytest.fixture
-def feed_factory():
-    feeds = []
-
-    def make(*args, **kwargs):
-        feed = Feed(*args, **kwargs)
-        feeds.append(feed)
-        return feed
-
-    yield make
-    for feed in feeds:
-        feed.close()
-
-
-def test_relays_through_a_chain_of_two_forwarders(tmpdir_short, daemon, bus_client, feed_factory):
+def test_relays_through_a_chain_of_two_forwarders(tmpdir_short, daemon, bus_client, feeds):
     drivers, first, second = (f"ipc://{tmpdir_short}/{n}" for n in ("drv", "fw1", "fw2"))
-    feed = feed_factory(drivers)
+    feed = feeds(drivers)
     start_forwarder(daemon, tmpdir_short, "fw1", [drivers], first)
     start_forwarder(daemon, tmpdir_short, "fw2", [first], second)
     client = bus_client(second)
@@ -93,10 +41,10 @@ def test_subscriptions_travel_upstream(tmpdir_short, daemon, bus_client):
 
 
 def test_restarted_forwarder_is_picked_up_without_restarting_others(
-    tmpdir_short, daemon, bus_client, feed_factory
+    tmpdir_short, daemon, bus_client, feeds
 ):
     drivers, forwarder = f"ipc://{tmpdir_short}/drv", f"ipc://{tmpdir_short}/fw"
-    feed = feed_factory(drivers)
+    feed = feeds(drivers)
     process = start_forwarder(daemon, tmpdir_short, "fw", [drivers], forwarder)
     client = bus_client(forwarder)
     got = []
@@ -116,9 +64,9 @@ def test_restarted_forwarder_is_picked_up_without_restarting_others(
     assert got[-1].meters["w"] > sent_before_restart
 
 
-def test_a_plugin_may_listen_to_several_endpoints(tmpdir_short, feed_factory):
+def test_a_plugin_may_listen_to_several_endpoints(tmpdir_short, feeds):
     one, two = f"ipc://{tmpdir_short}/one", f"ipc://{tmpdir_short}/two"
-    feeds = [feed_factory(one, probes=("A",)), feed_factory(two, probes=("B",))]
+    sources = [feeds(one, probes=("A",)), feeds(two, probes=("B",))]
     received = []
     receiver = Receiver([one, two], received.append, MessageValidator(Verifier([SECRET])))
     receiver.start()
@@ -126,7 +74,7 @@ def test_a_plugin_may_listen_to_several_endpoints(tmpdir_short, feed_factory):
         deadline = time.monotonic() + 15
         while {m.probe_id for m in received} != {"A", "B"}:
             assert time.monotonic() < deadline
-            for feed in feeds:
+            for feed in sources:
                 feed.send()
             time.sleep(0.02)
     finally:

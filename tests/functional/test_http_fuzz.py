@@ -3,8 +3,9 @@
 Both daemons run as subprocesses on one signed bus, fed a power probe and a
 stream probe.  schemathesis draws requests from each documented operation
 (valid and invalid parameters) and checks every answer: no 5xx, status,
-content type, headers and body as documented; and no body may carry a
-Python traceback.
+content type, headers and body as documented; no body may carry a
+Python traceback; and after each request, both daemons still run and
+logged no traceback.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from hypothesis import HealthCheck, settings
 
 from kwapi.bus.protocol import Measurement
 from kwapi.plugins import openapi
-from tests.helpers import Daemon, free_tcp_port, short_tmpdir, wait_for
-from tests.plugins.api.running import bus_publisher, get_json, publish_first, start_api
-from tests.plugins.rrd.test_daemon import get, rrd_conf
+from tests.harness.bus import bus_publisher, publish_first
+from tests.harness.daemons import start_api, start_rrd
+from tests.harness.http import get, get_json
+from tests.harness.processes import Daemon, Daemons, short_tmpdir, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -31,26 +33,38 @@ MAX_EXAMPLES = 25
 STREAMS = "stream-host = live-main"
 
 
+class Stack:
+    """kwapi-api and kwapi-rrd on one bus, and how much of their output was checked."""
+
+    def __init__(self, api: str, rrd: str, daemons: list[Daemon]) -> None:
+        self.api = api
+        self.rrd = rrd
+        self.daemons = daemons
+        self.checked = {process.command: 0 for process in daemons}
+
+    def assert_survived(self) -> None:
+        """Neither daemon died, nor logged a traceback since the last check."""
+        for process in self.daemons:
+            assert process.process.poll() is None, f"{process.command} died"
+            output = process.output()
+            new = output[self.checked[process.command] :]
+            assert "Traceback" not in new, new
+            self.checked[process.command] = len(output)
+
+
 @pytest.fixture(scope="module")
 def stack():
     """kwapi-api and kwapi-rrd listening to one publisher that sent two probes."""
     directory = short_tmpdir()
-    started: list[Daemon] = []
-
-    def start(command: str, *args: str) -> Daemon:
-        process = Daemon(command, *args)
-        started.append(process)
-        return process
-
+    daemons = Daemons()
     publisher = None
     try:
-        api = start_api(start, directory, state_save_interval=3600, stream_power=STREAMS)
+        api = start_api(daemons, directory, state_save_interval=3600, stream_power=STREAMS)
         publisher = bus_publisher(api.bus)
-        rrd_port = free_tcp_port()
         rrd_dir = Path(directory) / "rrd"
-        rrd_config = rrd_conf(directory, api.bus, rrd_port, rrd_dir, f"stream_power = {STREAMS}")
-        start("kwapi-rrd", "--config-file", str(rrd_config))
-        rrd_url = f"http://127.0.0.1:{rrd_port}"
+        _, rrd_url = start_rrd(
+            daemons, directory, api.bus, rrd_dir, extra=f"stream_power = {STREAMS}"
+        )
         now = time.time()
         publish_first(api, publisher, Measurement("node-1", now - 5, {"w": 100.0}))
 
@@ -78,14 +92,11 @@ def stack():
             20,
             "kwapi-api to know the stream",
         )
-        yield {"api": api.url, "rrd": rrd_url, "daemons": started}
+        yield Stack(api.url, rrd_url, daemons.started)
     finally:
         if publisher is not None:
             publisher.close()
-        for process in started:
-            process.kill()
-            print(f"----- output of {process.command} -----\n{process.output()}")
-            process.close()
+        daemons.close()
         shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -113,17 +124,12 @@ rrd_fuzz = schemathesis.openapi.from_dict(openapi.load("kwapi.plugins.rrd"))
 @api_fuzz.parametrize()
 @FUZZ_SETTINGS
 def test_kwapi_api_answers_every_request_as_documented(case, stack):
-    case.call_and_validate(stack["api"], additional_checks=[no_traceback], timeout=20)
+    case.call_and_validate(stack.api, additional_checks=[no_traceback], timeout=20)
+    stack.assert_survived()
 
 
 @rrd_fuzz.parametrize()
 @FUZZ_SETTINGS
 def test_kwapi_rrd_answers_every_request_as_documented(case, stack):
-    case.call_and_validate(stack["rrd"], additional_checks=[no_traceback], timeout=20)
-
-
-def test_daemons_survived_the_fuzzing(stack):
-    """Run last in this module: neither daemon logged a traceback or died."""
-    for process in stack["daemons"]:
-        assert process.process.poll() is None, f"{process.command} died"
-        assert "Traceback" not in process.output(), process.output()
+    case.call_and_validate(stack.rrd, additional_checks=[no_traceback], timeout=20)
+    stack.assert_survived()

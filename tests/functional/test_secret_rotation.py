@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.helpers import wait_for, write_config
-from tests.plugins.api.running import ApiProcess, get_json, start_api
+from tests.harness.daemons import ApiProcess, start_api, start_drivers
+from tests.harness.http import get_json
+from tests.harness.processes import wait_for
 
 OLD_SECRET = "old-secret"
 NEW_SECRET = "new-secret"
@@ -20,14 +21,11 @@ NEW_SECRET = "new-secret"
 
 def start_dummy_drivers(daemon, directory, name: str, endpoint: str, secret: str, probe: str):
     """kwapi-drivers with one Dummy probe, ten readings a second, signing with *secret*."""
-    conf = write_config(
-        directory,
-        f"{name}.conf",
-        f"[DEFAULT]\nprobes_endpoint = {endpoint}\nmetering_secret = {secret}\n"
+    sections = (
         f"[Rack]\ndriver = Dummy\nprobes = ['{probe}']\n"
-        "parameters = {'min': 10, 'max': 20, 'interval': 0.1}\n",
+        "parameters = {'min': 10, 'max': 20, 'interval': 0.1}\n"
     )
-    process = daemon("kwapi-drivers", "--config-file", str(conf))
+    process = start_drivers(daemon, directory, endpoint, sections, name=name, secret=secret)
     process.wait_output("started 1 driver", 15)
     return process
 

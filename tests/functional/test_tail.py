@@ -5,9 +5,8 @@ import subprocess
 import time
 
 from kwapi.bus.protocol import Measurement
-from kwapi.bus.publisher import Publisher
-from kwapi.bus.signing import Signer
-from tests.helpers import SECRET, VENV_BIN
+from tests.harness.bus import SECRET, bus_publisher
+from tests.harness.processes import VENV_BIN
 
 
 def run_tail(endpoint, *args, publisher, count=3, probes=("node-1",)):
@@ -44,7 +43,7 @@ def run_tail(endpoint, *args, publisher, count=3, probes=("node-1",)):
 
 def test_tail_prints_measurements(tmpdir_short):
     endpoint = f"ipc://{tmpdir_short}/drv"
-    publisher = Publisher(endpoint, Signer(SECRET))
+    publisher = bus_publisher(endpoint)
     try:
         lines = run_tail(endpoint, "--secret", SECRET, publisher=publisher)
     finally:
@@ -58,7 +57,7 @@ def test_tail_prints_measurements(tmpdir_short):
 
 def test_tail_marks_messages_that_fail_verification(tmpdir_short):
     endpoint = f"ipc://{tmpdir_short}/drv"
-    publisher = Publisher(endpoint, Signer("another-secret"))
+    publisher = bus_publisher(endpoint, "another-secret")
     try:
         lines = run_tail(endpoint, "--secret", SECRET, publisher=publisher, count=2)
     finally:
@@ -68,7 +67,7 @@ def test_tail_marks_messages_that_fail_verification(tmpdir_short):
 
 def test_tail_filters_by_probe_and_rejects_bad_ids(tmpdir_short):
     endpoint = f"ipc://{tmpdir_short}/drv"
-    publisher = Publisher(endpoint, Signer(SECRET))
+    publisher = bus_publisher(endpoint)
     try:
         # node-1 comes last in each round: any other probe let through would
         # be printed before it.

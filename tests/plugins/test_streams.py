@@ -12,18 +12,18 @@ import pytest
 from kwapi.bus.protocol import Measurement
 from kwapi.config import ConfigError
 from kwapi.plugins.api.collector import Collector
+from kwapi.plugins.api.stream_energy import StreamEnergy, energy_since
 from kwapi.plugins.streams import (
     DOWN,
-    StreamEnergy,
     StreamMap,
     StreamSample,
-    energy_since,
     figures,
     parse_stream_power,
     sample,
     shares,
 )
-from tests.helpers import VENV_BIN, write_config
+from tests.harness.configs import write_config
+from tests.harness.processes import VENV_BIN
 
 T0 = 1_700_000_000.0
 HD = {"up": 1, "bitrate": 4_000_000.0, "fps": 25.0, "width": 1280.0, "height": 720.0}

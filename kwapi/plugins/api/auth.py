@@ -7,11 +7,9 @@ application unchanged with ``noauth`` and wraps it in Keystone's middleware
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from wsgiref.types import WSGIApplication
 
 from oslo_config import cfg
-
-WSGIApp = Callable
 
 auth_opts = [
     cfg.StrOpt(
@@ -37,7 +35,7 @@ auth_opts = [
 ]
 
 
-def wrap(wsgi_app: WSGIApp, conf: cfg.ConfigOpts) -> WSGIApp:
+def wrap(wsgi_app: WSGIApplication, conf: cfg.ConfigOpts) -> WSGIApplication:
     """Return *wsgi_app* behind the authentication *conf* asks for."""
     if conf.auth_strategy == "keystone":
         from kwapi.plugins.api.keystone import make_keystone_middleware

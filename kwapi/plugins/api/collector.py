@@ -12,14 +12,13 @@ and never takes a lock.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import NamedTuple
 
-from kwapi.bus.protocol import Measurement
-from kwapi.plugins.energy import JOULES_PER_KWH, POWER_METER, integrate
+from kwapi.bus.protocol import POWER_METER, Measurement
+from kwapi.plugins.energy import energy_step
 
 SECONDS_PER_HOUR = 3600.0
 #: A measurement with this meter at 0 (a stream that is down) replaces every
@@ -114,8 +113,8 @@ class Collector:
             w_old = old.meters.get(POWER_METER)
             if w_old is not None and power_timestamp is not None:
                 seconds = measurement.timestamp - power_timestamp
-                total = kwh + integrate(w_old, w_new, seconds)
-                if seconds > self.max_gap or not math.isfinite(total * JOULES_PER_KWH):
+                total = energy_step(kwh, w_old, w_new, seconds, self.max_gap)
+                if total is None:
                     gaps += 1
                 else:
                     kwh = total

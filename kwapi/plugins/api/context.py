@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from flask import Flask, current_app
@@ -14,7 +14,7 @@ from kwapi.plugins.api.stream_views import StreamViews
 #: Key of :class:`ApiContext` in ``app.extensions``.
 EXTENSION = "kwapi.api"
 
-StatusSource = Callable[[], dict]
+StatusSource = Callable[[], Mapping[str, object]]
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ LOG = logging.getLogger(__name__)
 blueprint = Blueprint("errors", __name__)
 
 
-def error_body(code: int, title: str, message: str) -> dict:
+def error_body(code: int, title: str, message: str) -> dict[str, dict[str, object]]:
     """The JSON document of an error response."""
     return {"error": {"code": code, "title": title, "message": message}}
 

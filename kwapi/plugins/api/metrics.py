@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
-    HistogramMetricFamily,
     Metric,
 )
 from prometheus_client.registry import Collector as PrometheusCollector
-from prometheus_client.utils import floatToGoString
 
-from kwapi.plugins.api.collector import Collector
+from kwapi.bus.protocol import POWER_METER
+from kwapi.plugins.api.collector import Collector, ProbeRecord
 from kwapi.plugins.api.stream_views import StreamViews
-from kwapi.plugins.energy import JOULES_PER_KWH, POWER_METER
+from kwapi.plugins.energy import JOULES_PER_KWH
+from kwapi.plugins.monitoring import receiver_families
 
 PREFIX = "kwapi_"
 #: Metric families kwapi-api defines itself; a meter whose name would clash is not exported.
@@ -41,7 +42,9 @@ RESERVED_FAMILIES = frozenset(
 #: Meters that are exported under their own family rather than kwapi_<meter>.
 SKIPPED_METERS = frozenset({POWER_METER, "kwh"})
 
-StatsSource = Callable[[], dict]
+#: The receiver's counters (:meth:`kwapi.bus.receiver.ReceiverStats.snapshot`): a JSON-like
+#: mapping whose keys :func:`kwapi.plugins.monitoring.receiver_families` reads.
+StatsSource = Callable[[], Mapping[str, Any]]
 
 
 def meter_family(meter: str) -> str | None:
@@ -64,48 +67,7 @@ class KwapiMetrics(PrometheusCollector):
 
     def collect(self) -> Iterator[Metric]:
         records = self._collector.visible()
-        power = GaugeMetricFamily(
-            "kwapi_power_watts", "Last power reading of the probe, in watts.", labels=["probe"]
-        )
-        energy = CounterMetricFamily(
-            "kwapi_energy_joules",
-            "Energy the probe has used since it was first seen, in joules.",
-            labels=["probe"],
-        )
-        stamp = GaugeMetricFamily(
-            "kwapi_measurement_timestamp_seconds",
-            "Driver time of the probe's last measurement, in seconds since the epoch.",
-            labels=["probe"],
-        )
-        gaps = CounterMetricFamily(
-            "kwapi_energy_gaps",
-            "Intervals left out of the probe's energy: longer than max_gap, or overflowing.",
-            labels=["probe"],
-        )
-        others: dict[str, GaugeMetricFamily] = {}
-        for probe_id, record in records.items():
-            labels = [probe_id]
-            w = record.w
-            if w is not None:
-                power.add_metric(labels, w)
-            energy.add_metric(labels, record.kwh * JOULES_PER_KWH)
-            stamp.add_metric(labels, record.timestamp)
-            gaps.add_metric(labels, record.gaps)
-            for meter, value in record.meters.items():
-                name = meter_family(meter)
-                if name is None:
-                    continue
-                family = others.get(name)
-                if family is None:
-                    family = others[name] = GaugeMetricFamily(
-                        name, f"Last value of meter {meter!r} of the probe.", labels=["probe"]
-                    )
-                family.add_metric(labels, value)
-        yield power
-        yield energy
-        yield stamp
-        yield gaps
-        yield from others.values()
+        yield from _probe_families(records)
         yield GaugeMetricFamily(
             "kwapi_probes", "Probes currently served by the API.", value=len(records)
         )
@@ -114,32 +76,53 @@ class KwapiMetrics(PrometheusCollector):
             "Measurements ignored because they were not newer than the probe's last one.",
             value=self._collector.out_of_order,
         )
-        stats = self._receiver_stats()
-        yield CounterMetricFamily(
-            "kwapi_receiver_accepted",
-            "Messages the receiver accepted.",
-            value=stats["accepted"],
-        )
-        rejected = CounterMetricFamily(
-            "kwapi_receiver_rejected",
-            "Messages the receiver rejected, by reason.",
-            labels=["reason"],
-        )
-        for reason, count in sorted(stats["rejected"].items()):
-            rejected.add_metric([reason], count)
-        yield rejected
-        yield CounterMetricFamily(
-            "kwapi_receiver_handler_errors",
-            "Accepted messages the collector failed to fold in.",
-            value=stats.get("handler_errors", 0),
-        )
-        delay = stats.get("delay")
-        if delay:
-            yield _delay_histogram(delay)
+        yield from receiver_families(self._receiver_stats())
+
+
+def _probe_families(records: dict[str, ProbeRecord]) -> list[Metric]:
+    """Power, energy, time and gaps of every probe, then a gauge family per other meter."""
+    power = GaugeMetricFamily(
+        "kwapi_power_watts", "Last power reading of the probe, in watts.", labels=["probe"]
+    )
+    energy = CounterMetricFamily(
+        "kwapi_energy_joules",
+        "Energy the probe has used since it was first seen, in joules.",
+        labels=["probe"],
+    )
+    stamp = GaugeMetricFamily(
+        "kwapi_measurement_timestamp_seconds",
+        "Driver time of the probe's last measurement, in seconds since the epoch.",
+        labels=["probe"],
+    )
+    gaps = CounterMetricFamily(
+        "kwapi_energy_gaps",
+        "Intervals left out of the probe's energy: longer than max_gap, or overflowing.",
+        labels=["probe"],
+    )
+    others: dict[str, GaugeMetricFamily] = {}
+    for probe_id, record in records.items():
+        labels = [probe_id]
+        w = record.w
+        if w is not None:
+            power.add_metric(labels, w)
+        energy.add_metric(labels, record.kwh * JOULES_PER_KWH)
+        stamp.add_metric(labels, record.timestamp)
+        gaps.add_metric(labels, record.gaps)
+        for meter, value in record.meters.items():
+            name = meter_family(meter)
+            if name is None:
+                continue
+            family = others.get(name)
+            if family is None:
+                family = others[name] = GaugeMetricFamily(
+                    name, f"Last value of meter {meter!r} of the probe.", labels=["probe"]
+                )
+            family.add_metric(labels, value)
+    return [power, energy, stamp, gaps, *others.values()]
 
 
 class StreamMetrics(PrometheusCollector):
-    """Exports the energy per stream (see :mod:`kwapi.plugins.streams`) at each scrape."""
+    """Exports the energy per stream (see :mod:`kwapi.plugins.api.stream_energy`) at each scrape."""
 
     def __init__(self, views: StreamViews) -> None:
         self._views = views
@@ -175,8 +158,8 @@ class StreamMetrics(PrometheusCollector):
             values = [stream, body["host"]]
             share.add_metric(values, body["share"])
             energy.add_metric(values, body["kwh"] * JOULES_PER_KWH)
-            if body["w"] is not None:
-                power.add_metric(values, body["w"])
+            if body[POWER_METER] is not None:
+                power.add_metric(values, body[POWER_METER])
             if body["bits_per_joule"] is not None:
                 bits.add_metric(values, body["bits_per_joule"])
             if body["pixels_per_joule"] is not None:
@@ -191,25 +174,10 @@ class StreamMetrics(PrometheusCollector):
             "Cost of that energy at kwh_price, in currency.",
             labels=["host", "currency"],
         )
-        for host, body in self._views.hosts(1.0).items():
-            host_energy.add_metric([host], body["kwh"] * JOULES_PER_KWH)
-            host_cost.add_metric([host, body["currency"]], body["cost"])
+        for host, figures in self._views.hosts(1.0).items():
+            host_energy.add_metric([host], figures["kwh"] * JOULES_PER_KWH)
+            host_cost.add_metric([host, figures["currency"]], figures["cost"])
         yield from (power, share, energy, bits, pixels, host_energy, host_cost)
-
-
-def _delay_histogram(delay: dict) -> HistogramMetricFamily:
-    """The receiver's delay histogram (per-bucket counts) as cumulative buckets."""
-    buckets, running = [], 0
-    bounds = [floatToGoString(bound) for bound in delay["buckets"]] + ["+Inf"]
-    for bound, count in zip(bounds, delay["counts"], strict=True):
-        running += count
-        buckets.append((bound, running))
-    return HistogramMetricFamily(
-        "kwapi_receiver_delay_seconds",
-        "Delay from a measurement's timestamp to its acceptance (includes clock skew).",
-        buckets=buckets,
-        sum_value=delay["sum"],
-    )
 
 
 def make_registry(

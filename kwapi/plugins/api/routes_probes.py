@@ -10,7 +10,7 @@ from kwapi.plugins.api.context import context
 blueprint = Blueprint("probes", __name__)
 
 
-def find(probe: str) -> dict:
+def find(probe: str) -> dict[str, float]:
     """The API object of *probe*; 404 if it is unknown or silent for too long."""
     record = context().collector.get(probe)
     if record is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import BadRequest, NotFound
 
+from kwapi.bus.protocol import finite_number
 from kwapi.plugins.api.context import context
 from kwapi.plugins.api.stream_views import DEFAULT_PERIOD, MAX_PERIOD
 
@@ -15,10 +16,10 @@ def period_argument() -> float:
     """The ``period`` query argument, in seconds; 400 unless in (0, MAX_PERIOD]."""
     text = request.args.get("period", str(DEFAULT_PERIOD))
     try:
-        period = float(text)
+        period = finite_number(float(text))
     except ValueError:
-        period = float("nan")
-    if not 0 < period <= MAX_PERIOD:
+        period = None
+    if period is None or not 0 < period <= MAX_PERIOD:
         raise BadRequest(
             f"period must be a number of seconds above 0 and at most {MAX_PERIOD}, not {text!r:.40}"
         )

@@ -7,7 +7,7 @@ from flask import Blueprint, Response, jsonify, url_for
 blueprint = Blueprint("versions", __name__)
 
 
-def version_v1() -> dict:
+def version_v1() -> dict[str, object]:
     """The document of version 1, with links to its collections."""
     return {
         "id": "v1",

@@ -17,9 +17,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from types import MappingProxyType
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FiniteFloat, ValidationError
 
 from kwapi.bus.protocol import is_valid_meter_name, is_valid_probe_id
 from kwapi.plugins.api.collector import ProbeRecord
@@ -28,23 +28,37 @@ LOG = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 
+#: The energy per stream as saved: a JSON object of :class:`_StreamsState`'s shape, made by
+#: :meth:`kwapi.plugins.api.stream_energy.StreamEnergy.export` and read back by its *state*.
+StreamsState = dict[str, Any]
+
+
+def _probe_id(text: str) -> str:
+    """*text* if it is a valid probe id; ValueError if not."""
+    if not is_valid_probe_id(text):
+        raise ValueError(f"invalid probe id {text!r:.80}")
+    return text
+
+
+def _meter_name(text: str) -> str:
+    """*text* if it is a valid meter name; ValueError if not."""
+    if not is_valid_meter_name(text):
+        raise ValueError(f"invalid meter name {text!r}")
+    return text
+
+
+_ProbeId = Annotated[str, AfterValidator(_probe_id)]
+_MeterName = Annotated[str, AfterValidator(_meter_name)]
+
 
 class _ProbeState(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     timestamp: FiniteFloat
     kwh: FiniteFloat
-    meters: dict[str, FiniteFloat] = Field(default_factory=dict)
+    meters: dict[_MeterName, FiniteFloat] = Field(default_factory=dict)
     power_timestamp: FiniteFloat | None = None
     gaps: int = Field(default=0, ge=0)
-
-    @field_validator("meters")
-    @classmethod
-    def _meter_names(cls, meters: dict[str, float]) -> dict[str, float]:
-        for name in meters:
-            if not is_valid_meter_name(name):
-                raise ValueError(f"invalid meter name {name!r}")
-        return meters
 
 
 class _HostStreamsState(BaseModel):
@@ -60,20 +74,12 @@ class _HostStreamsState(BaseModel):
 
 
 class _StreamsState(BaseModel):
-    """Energy per stream (see :class:`kwapi.plugins.streams.StreamEnergy`)."""
+    """Energy per stream (see :class:`kwapi.plugins.api.stream_energy.StreamEnergy`)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    hosts: dict[str, _HostStreamsState] = Field(default_factory=dict)
-    streams: dict[str, FiniteFloat] = Field(default_factory=dict)
-
-    @field_validator("hosts", "streams")
-    @classmethod
-    def _probe_ids(cls, probes: dict) -> dict:
-        for probe_id in probes:
-            if not is_valid_probe_id(probe_id):
-                raise ValueError(f"invalid probe id {probe_id!r:.80}")
-        return probes
+    hosts: dict[_ProbeId, _HostStreamsState] = Field(default_factory=dict)
+    streams: dict[_ProbeId, FiniteFloat] = Field(default_factory=dict)
 
 
 class _StateFile(BaseModel):
@@ -81,16 +87,8 @@ class _StateFile(BaseModel):
 
     version: Literal[1]
     saved_at: FiniteFloat
-    probes: dict[str, _ProbeState]
+    probes: dict[_ProbeId, _ProbeState]
     streams: _StreamsState | None = None
-
-    @field_validator("probes")
-    @classmethod
-    def _probe_ids(cls, probes: dict[str, _ProbeState]) -> dict[str, _ProbeState]:
-        for probe_id in probes:
-            if not is_valid_probe_id(probe_id):
-                raise ValueError(f"invalid probe id {probe_id!r:.80}")
-        return probes
 
 
 class StateStore:
@@ -99,7 +97,7 @@ class StateStore:
     def __init__(self, path: str) -> None:
         self.path = os.path.abspath(path)
         #: The energy per stream found by the last :meth:`load` (None if none).
-        self.streams: dict | None = None
+        self.streams: StreamsState | None = None
 
     def load(self) -> list[ProbeRecord]:
         """Return the saved records; [] when there is no usable state file.
@@ -158,7 +156,7 @@ class StateStore:
             aside,
         )
 
-    def save(self, records: Iterable[ProbeRecord], streams: dict | None = None) -> int:
+    def save(self, records: Iterable[ProbeRecord], streams: StreamsState | None = None) -> int:
         """Write *records* (and *streams*, the energy per stream) atomically.
 
         Return how many records; raise OSError on failure.
@@ -209,7 +207,7 @@ class PeriodicSaver(threading.Thread):
         store: StateStore,
         source: Callable[[], Iterable[ProbeRecord]],
         interval: float,
-        streams_source: Callable[[], dict] | None = None,
+        streams_source: Callable[[], StreamsState] | None = None,
     ) -> None:
         super().__init__(name="state-saver", daemon=True)
         self._store = store

@@ -11,20 +11,58 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TypedDict
 
+from kwapi.bus.protocol import POWER_METER
 from kwapi.plugins.api.collector import Collector
-from kwapi.plugins.streams import (
-    StreamEnergy,
-    StreamMap,
-    StreamSample,
-    figures,
-    sample,
-    shares,
-)
+from kwapi.plugins.api.stream_energy import StreamEnergy
+from kwapi.plugins.streams import StreamMap, StreamSample, figures, sample, shares
 
 #: Longest period the host route accepts, in seconds (the checkpoints' retention).
 MAX_PERIOD = 31 * 86400
 DEFAULT_PERIOD = 3600
+
+
+class StreamBody(TypedDict):
+    """One stream in /v1/streams/ (``w`` is :data:`~kwapi.bus.protocol.POWER_METER`)."""
+
+    host: str
+    up: bool
+    timestamp: float | None
+    bitrate: float | None
+    fps: float | None
+    width: float | None
+    height: float | None
+    share: float
+    w: float | None
+    joules_per_video_second: float | None
+    bits_per_joule: float | None
+    pixels_per_joule: float | None
+    kwh: float
+
+
+class PeriodBody(TypedDict):
+    """A host's streaming energy over the period asked for."""
+
+    seconds: float
+    since: float | None
+    kwh: float
+    cost: float
+
+
+class HostBody(TypedDict):
+    """One power probe in /v1/stream-hosts/ (``w`` is :data:`~kwapi.bus.protocol.POWER_METER`)."""
+
+    streams: list[str]
+    streams_up: list[str]
+    w: float | None
+    streaming_w: float | None
+    kwh: float
+    cost: float
+    gaps: int
+    period: PeriodBody
+    kwh_price: float
+    currency: str
 
 
 class StreamViews:
@@ -50,12 +88,14 @@ class StreamViews:
         """The parsed ``stream_power`` option."""
         return self.energy.map
 
-    def _host_now(self, power_probe: str, now: float) -> tuple[float | None, dict]:
+    def _host_now(
+        self, power_probe: str, now: float
+    ) -> tuple[float | None, dict[str, StreamSample]]:
         """(host watts or None, {stream: sample}) of one host at *now*."""
         host = self.energy.host(power_probe)
         w = None
-        fresh = host is not None and host.power_timestamp is not None
-        if fresh and now - host.power_timestamp <= self.energy.max_gap:
+        stamp = host.power_timestamp if host is not None else None
+        if host is not None and stamp is not None and now - stamp <= self.energy.max_gap:
             w = host.w
         samples = {
             stream: sample(self.collector.latest(stream), now, self.energy.max_gap)
@@ -65,7 +105,7 @@ class StreamViews:
 
     def _stream_body(
         self, stream: str, power_probe: str, seen: StreamSample, share: float, w: float | None
-    ) -> dict:
+    ) -> StreamBody:
         record = self.collector.latest(stream)
         result = figures(seen, share, w)
         return {
@@ -77,17 +117,17 @@ class StreamViews:
             "width": seen.width,
             "height": seen.height,
             "share": result.share,
-            "w": result.w,
+            POWER_METER: result.w,
             "joules_per_video_second": result.w if seen.up else None,
             "bits_per_joule": result.bits_per_joule,
             "pixels_per_joule": result.pixels_per_joule,
             "kwh": self.energy.stream_kwh(stream),
         }
 
-    def streams(self) -> dict[str, dict]:
+    def streams(self) -> dict[str, StreamBody]:
         """Every configured stream, in configuration order."""
         now = self._clock()
-        body: dict[str, dict] = {}
+        body: dict[str, StreamBody] = {}
         for power_probe in self.map.hosts:
             w, samples = self._host_now(power_probe, now)
             split = shares(samples, self.map.share)
@@ -95,7 +135,7 @@ class StreamViews:
                 body[stream] = self._stream_body(stream, power_probe, seen, split[stream], w)
         return body
 
-    def stream(self, stream: str) -> dict | None:
+    def stream(self, stream: str) -> StreamBody | None:
         """One configured stream, or None."""
         power_probe = self.map.streams.get(stream)
         if power_probe is None:
@@ -105,10 +145,13 @@ class StreamViews:
         split = shares(samples, self.map.share)
         return self._stream_body(stream, power_probe, samples[stream], split[stream], w)
 
-    def host(self, power_probe: str, period: float) -> dict | None:
+    def host(self, power_probe: str, period: float) -> HostBody | None:
         """One power probe's streaming figures, with the energy over the last *period* s."""
         if power_probe not in self.map.hosts:
             return None
+        return self._host_body(power_probe, period)
+
+    def _host_body(self, power_probe: str, period: float) -> HostBody:
         now = self._clock()
         w, samples = self._host_now(power_probe, now)
         up = [stream for stream, seen in samples.items() if seen.up]
@@ -117,7 +160,7 @@ class StreamViews:
         return {
             "streams": list(samples),
             "streams_up": up,
-            "w": w,
+            POWER_METER: w,
             "streaming_w": (w if up else 0.0) if w is not None else None,
             "kwh": known.kwh if known else 0.0,
             "cost": (known.kwh if known else 0.0) * self.kwh_price,
@@ -132,6 +175,6 @@ class StreamViews:
             "currency": self.currency,
         }
 
-    def hosts(self, period: float) -> dict[str, dict]:
+    def hosts(self, period: float) -> dict[str, HostBody]:
         """Every configured power probe."""
-        return {name: self.host(name, period) for name in self.map.hosts}
+        return {name: self._host_body(name, period) for name in self.map.hosts}

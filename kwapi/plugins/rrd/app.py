@@ -9,14 +9,20 @@ percent-encodes), and JavaScript only through HTML data attributes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from flask import Flask
 
 from kwapi.plugins.openapi import add_routes as add_openapi_routes
-from kwapi.plugins.rrd import errors, routes_data, routes_graphs, routes_pages, routes_streams
-from kwapi.plugins.rrd.context import RrdContext, context, install
+from kwapi.plugins.rrd import (
+    errors,
+    routes_data,
+    routes_graphs,
+    routes_metrics,
+    routes_pages,
+    routes_streams,
+)
+from kwapi.plugins.rrd.context import RrdContext, StatusSource, context, install
 from kwapi.plugins.rrd.graphs import Grapher
+from kwapi.plugins.rrd.metrics import make_registry
 from kwapi.plugins.rrd.periods import PERIODS, meter_info
 from kwapi.plugins.rrd.storage import RrdStorage
 from kwapi.plugins.rrd.stream_graphs import StreamGrapher
@@ -28,6 +34,7 @@ BLUEPRINTS = (
     routes_streams.blueprint,
     routes_graphs.blueprint,
     routes_data.blueprint,
+    routes_metrics.blueprint,
 )
 
 
@@ -36,8 +43,8 @@ def create_app(
     grapher: Grapher,
     *,
     refresh_interval: int = 5,
-    receiver_stats: Callable[[], dict] | None = None,
-    disk_status: Callable[[], dict] | None = None,
+    receiver_stats: StatusSource | None = None,
+    disk_status: StatusSource | None = None,
     streams: StreamMap | None = None,
 ) -> Flask:
     """Build the Flask application serving *storage*'s probes and *grapher*'s graphs.
@@ -57,6 +64,7 @@ def create_app(
         disk_status=disk_status,
     )
     install(app, served)
+    app.extensions[routes_metrics.REGISTRY] = make_registry(served)
     app.context_processor(template_globals)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
@@ -64,7 +72,7 @@ def create_app(
     return app
 
 
-def template_globals() -> dict:
+def template_globals() -> dict[str, object]:
     """What every template may use: the periods, the refresh interval, the meters, the streams."""
     served = context()
     return {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from flask import Flask, current_app
@@ -15,7 +15,7 @@ from kwapi.plugins.streams import StreamMap
 #: Key of :class:`RrdContext` in ``app.extensions``.
 EXTENSION = "kwapi.rrd"
 
-StatusSource = Callable[[], dict]
+StatusSource = Callable[[], Mapping[str, object]]
 
 
 @dataclass(frozen=True)

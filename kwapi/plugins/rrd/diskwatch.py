@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import time
+from typing import TypedDict
 
 from kwapi.plugins.rrd.periods import CONSOLIDATIONS, PERIODS
 
@@ -54,6 +55,14 @@ def disk_state(directory: str, min_free: int = RRD_FILE_BYTES) -> tuple[DiskStat
     if free < min_free:
         return DiskState.FULL, free, f"{free} bytes free, a new RRD file needs {min_free}"
     return DiskState.OK, free, ""
+
+
+class DiskStatus(TypedDict):
+    """What ``/stats/`` shows of the file system: its state, since when, free bytes."""
+
+    state: str
+    since: float
+    free_bytes: int
 
 
 class DiskWatch(threading.Thread):
@@ -104,6 +113,6 @@ class DiskWatch(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> DiskStatus:
         """The state for ``/stats/``: state, since when, free bytes."""
         return {"state": str(self.state), "since": self.since, "free_bytes": self.free_bytes}

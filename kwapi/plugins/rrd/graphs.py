@@ -17,13 +17,14 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 
 import rrdtool
 
+from kwapi.bus.protocol import POWER_METER, finite_number
 from kwapi.plugins.energy import JOULES_PER_KWH
-from kwapi.plugins.rrd.periods import POWER, Period, meter_info
+from kwapi.plugins.rrd.periods import Period, meter_info
 from kwapi.plugins.rrd.storage import DS_NAME, RrdStorage
 
 WIDTH = 640
@@ -134,14 +135,14 @@ class Grapher:
 
     def summary(self, period: Period) -> Graph:
         """The summary graph of *period* (cached)."""
-        probes = tuple(p for p in self.storage.probes() if self.storage.has(p, POWER))
+        probes = tuple(p for p in self.storage.probes() if self.storage.has(p, POWER_METER))
         return self.cache.get(
             ("summary", period.name, probes),
             period.resolution,
             lambda: self.draw_summary(period, probes),
         )
 
-    def probe(self, period: Period, probe_id: str, meter: str = POWER) -> Graph:
+    def probe(self, period: Period, probe_id: str, meter: str = POWER_METER) -> Graph:
         """The graph of one meter of one probe over *period* (cached)."""
         return self.cache.get(
             ("probe", period.name, probe_id, meter),
@@ -149,9 +150,15 @@ class Grapher:
             lambda: self.draw_probe(period, probe_id, meter),
         )
 
-    # -- drawing ----------------------------------------------------------
+    # -- graph arguments --------------------------------------------------
 
-    def _common(self, period: Period, title: str, unit: str, end: int) -> list[str]:
+    def common_args(self, period: Period, title: str, unit: str, end: int) -> list[str]:
+        """The arguments every graph starts with, for *period* ending at *end*.
+
+        PNG to standard output, the time span, the size, *title*, *unit*
+        along the y axis (from 0, scaled to the data), fonts, white
+        background, and ``--daemon`` when rrdcached is used.
+        """
         return [
             "-",
             "--imgformat",
@@ -188,13 +195,18 @@ class Grapher:
             *self.storage.daemon_args(),
         ]
 
-    def _power_legend(
+    def power_legend(
         self, name: str, unit_format: str, low: str | None = None, high: str | None = None
     ) -> list[str]:
-        """GPRINTs of average, min, max, last, energy and cost of CDEF/VDEF family *name*.
+        """VDEFs and GPRINTs of average, min, max, last, energy and cost of series *name*.
 
-        The minimum is taken over series *low* (``<name>_lo``, its MIN) and
-        the maximum over *high* (``<name>_hi``, its MAX).
+        *name* is a DEF or CDEF of watts; the minimum is taken over series
+        *low* (default ``<name>_lo``, its MIN) and the maximum over *high*
+        (default ``<name>_hi``, its MAX).  The VDEFs and CDEFs it adds are
+        named ``<name>_avg``, ``_min``, ``_max``, ``_last``, ``_kw``,
+        ``_kwh``, ``_money`` and ``_cost``; *unit_format* formats watts
+        (e.g. ``%8.1lf W``), one line per series, in the columns of
+        :meth:`legend_header`.
         """
         currency = rrd_format(self.currency)
         low = low or f"{name}_lo"
@@ -216,8 +228,11 @@ class Grapher:
             f"GPRINT:{name}_cost:%9.3lf {currency}\\l",
         ]
 
-    def _header(self, label_width: int) -> list[str]:
-        """Column titles, one COMMENT each so rrdtool spaces them like the GPRINTs below."""
+    def legend_header(self, label_width: int) -> list[str]:
+        """Titles of the :meth:`power_legend` columns after labels of *label_width* characters.
+
+        One COMMENT each, so that rrdtool spaces them like the GPRINTs below.
+        """
         columns = ["average", "minimum", "maximum", "last", "energy", "cost"]
         widths = [10, 10, 10, 10, 13, 10 + len(self.currency)]
         cells = [
@@ -227,14 +242,16 @@ class Grapher:
         # The legend's colour box takes about three characters before each label.
         return ["COMMENT:" + rrd_text(" " * (label_width + 3)), *cells[:-1], cells[-1] + "\\l"]
 
+    # -- drawing ----------------------------------------------------------
+
     def draw_summary(
         self, period: Period, probes: tuple[str, ...] | None = None, end: int | None = None
     ) -> Graph:
         """Draw every probe's power stacked, with a total line (not cached)."""
         if probes is None:
-            probes = tuple(p for p in self.storage.probes() if self.storage.has(p, POWER))
+            probes = tuple(p for p in self.storage.probes() if self.storage.has(p, POWER_METER))
         end = int(time.time()) if end is None else end
-        args = self._common(period, f"Power of every probe, {period.title}", "W", end)
+        args = self.common_args(period, f"Power of every probe, {period.title}", "W", end)
         if not probes:
             args += [
                 "--upper-limit",
@@ -242,22 +259,22 @@ class Grapher:
                 "HRULE:0#CCCCCC",
                 "COMMENT:" + rrd_text("No probe has reported power yet.") + "\\c",
             ]
-            return _render(args)
+            return render(args)
         label_width = min(max(len(p) for p in (*probes, "Total")), 32)
-        args += self._header(label_width)
+        args += self.legend_header(label_width)
         total = []
         for index, probe_id in enumerate(probes):
-            path = rrd_text(str(self.storage.path(probe_id, POWER)))
-            name = f"p{index}"
+            path = rrd_text(str(self.storage.path(probe_id, POWER_METER)))
+            name = f"probe{index}"
             args += [
                 f"DEF:{name}={path}:{DS_NAME}:AVERAGE",
                 f"DEF:{name}_lo={path}:{DS_NAME}:MIN",
                 f"DEF:{name}_hi={path}:{DS_NAME}:MAX",
-                f"CDEF:{name}_z={name},UN,0,{name},IF",
-                f"AREA:{name}_z#{probe_colour(probe_id, self.hue)}:"
-                + rrd_text(_label(probe_id, label_width))
+                f"CDEF:{name}_or_zero={name},UN,0,{name},IF",  # stacks over unknown rows
+                f"AREA:{name}_or_zero#{probe_colour(probe_id, self.hue)}:"
+                + rrd_text(legend_label(probe_id, label_width))
                 + ("" if index == 0 else ":STACK"),
-                *self._power_legend(name, "%8.1lf W"),
+                *self.power_legend(name, "%8.1lf W"),
             ]
             total.append(name)
         rpn = total[0] + "".join(f",{name},ADDNAN" for name in total[1:])
@@ -266,13 +283,13 @@ class Grapher:
         # need not fall in the same row).
         args += [
             f"CDEF:total={rpn}",
-            "LINE2:total#000000:" + rrd_text(_label("Total", label_width)),
-            *self._power_legend("total", "%8.1lf W", low="total", high="total"),
+            "LINE2:total#000000:" + rrd_text(legend_label("Total", label_width)),
+            *self.power_legend("total", "%8.1lf W", low="total", high="total"),
         ]
-        return _render(args)
+        return render(args)
 
     def draw_probe(
-        self, period: Period, probe_id: str, meter: str = POWER, end: int | None = None
+        self, period: Period, probe_id: str, meter: str = POWER_METER, end: int | None = None
     ) -> Graph:
         """Draw one meter of one probe: average line over its min-max band (not cached)."""
         info = meter_info(meter)
@@ -280,73 +297,86 @@ class Grapher:
         colour = probe_colour(probe_id, self.hue)
         path = rrd_text(str(self.storage.path(probe_id, meter)))
         title = f"{probe_id}: {info.label.lower()}, {period.title}"
-        args = self._common(period, title, info.unit, end)
+        args = self.common_args(period, title, info.unit, end)
         label_width = min(max(len(probe_id), 7), 32)
         args += [
-            f"DEF:v={path}:{DS_NAME}:AVERAGE",
-            f"DEF:v_lo={path}:{DS_NAME}:MIN",
-            f"DEF:v_hi={path}:{DS_NAME}:MAX",
-            "CDEF:v_band=v_hi,v_lo,-",
-            "LINE:v_lo",
-            f"AREA:v_band#{colour}55:" + rrd_text("minimum to maximum") + ":STACK",
+            f"DEF:value={path}:{DS_NAME}:AVERAGE",
+            f"DEF:value_lo={path}:{DS_NAME}:MIN",
+            f"DEF:value_hi={path}:{DS_NAME}:MAX",
+            "CDEF:value_band=value_hi,value_lo,-",
+            "LINE:value_lo",
+            f"AREA:value_band#{colour}55:" + rrd_text("minimum to maximum") + ":STACK",
             "COMMENT:\\l",
         ]
         if info.energy:
             args += [
-                *self._header(label_width),
-                f"LINE2:v#{colour}:" + rrd_text(_label(probe_id, label_width)),
-                *self._power_legend("v", "%8.1lf W"),
+                *self.legend_header(label_width),
+                f"LINE2:value#{colour}:" + rrd_text(legend_label(probe_id, label_width)),
+                *self.power_legend("value", "%8.1lf W"),
             ]
         else:
-            unit = rrd_format(info.unit)
             args += [
-                f"LINE2:v#{colour}:average",
-                "VDEF:v_avg=v,AVERAGE",
-                "VDEF:v_min=v_lo,MINIMUM",
-                "VDEF:v_max=v_hi,MAXIMUM",
-                "VDEF:v_last=v,LAST",
-                f"GPRINT:v_avg:%6.2lf %s{unit}",
-                f"GPRINT:v_min:  minimum %6.2lf %s{unit}",
-                f"GPRINT:v_max:  maximum %6.2lf %s{unit}",
-                f"GPRINT:v_last:  last %6.2lf %s{unit}\\l",
+                f"LINE2:value#{colour}:average",
+                *value_legend("value", info.unit, low="value_lo", high="value_hi"),
             ]
-        return _render(args)
+        return render(args)
 
 
-def _label(text: str, width: int) -> str:
-    """*text* cut or padded to *width* characters, for aligned legends."""
+def legend_label(text: str, width: int) -> str:
+    """*text* cut (with an ellipsis) or padded to *width* characters, for aligned legends.
+
+    Escape the result with :func:`rrd_text` before putting it in an argument.
+    """
     if len(text) > width:
         text = text[: width - 1] + "…"
     return text.ljust(width)
 
 
-def _render(args: list[str]) -> Graph:
+def value_legend(name: str, unit: str, *, low: str, high: str, average: str = "") -> list[str]:
+    """VDEFs and GPRINTs of average, minimum, maximum and last of series *name*, in *unit*.
+
+    The minimum is taken over series *low* and the maximum over *high*; the
+    VDEFs are named ``<name>_avg``, ``_min``, ``_max`` and ``_last``.  The
+    average is printed after *average* (a label, or nothing when the line's
+    own label says it), all on one line.
+    """
+    unit = rrd_format(unit)
+    return [
+        f"VDEF:{name}_avg={name},AVERAGE",
+        f"VDEF:{name}_min={low},MINIMUM",
+        f"VDEF:{name}_max={high},MAXIMUM",
+        f"VDEF:{name}_last={name},LAST",
+        f"GPRINT:{name}_avg:{average}%6.2lf %s{unit}",
+        f"GPRINT:{name}_min:  minimum %6.2lf %s{unit}",
+        f"GPRINT:{name}_max:  maximum %6.2lf %s{unit}",
+        f"GPRINT:{name}_last:  last %6.2lf %s{unit}\\l",
+    ]
+
+
+def render(args: list[str]) -> Graph:
+    """Draw the graph of rrdtool arguments *args* (one drawing at a time), with what rrdtool says.
+
+    *args* start with :meth:`Grapher.common_args` (the PNG goes to ``-``,
+    and ``--vertical-label`` is read back as the graph's unit).
+    """
     with _DRAW_LOCK:
         result = rrdtool.graphv(*args)
     return Graph(
         png=result["image"],
         width=int(result["image_width"]),
         height=int(result["image_height"]),
-        value_min=_number(result.get("value_min")),
-        value_max=_number(result.get("value_max")),
+        value_min=finite_number(result.get("value_min")),
+        value_max=finite_number(result.get("value_max")),
         drawn_at=time.time(),
         legend=tuple(_legends(result)),
         vertical_label=args[args.index("--vertical-label") + 1].strip(),
     )
 
 
-def _legends(result: dict) -> list[str]:
+def _legends(result: Mapping[str, object]) -> list[str]:
     """The ``legend[N]`` texts of an rrdtool.graphv result, in order of N."""
     found = {}
     for key, value in result.items():
         if key.startswith("legend[") and key.endswith("]"):
             found[int(key[len("legend[") : -1])] = str(value)
     return [found[index] for index in sorted(found)]
-
-
-def _number(value: object) -> float | None:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return number if number == number else None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
+from kwapi.plugins.streams import currency_opt, kwh_price_opt
+
 storage_opts = [
     cfg.StrOpt(
         "rrd_dir",
@@ -46,9 +48,11 @@ storage_opts = [
     ),
 ]
 
+#: The price options are the shared ones (kwapi-api prices streams with them), in
+#: the order kwapi-rrd has always listed them.
 graph_opts = [
-    cfg.StrOpt("currency", default="€", help="Currency shown beside energy costs."),
-    cfg.FloatOpt("kwh_price", default=0.125, min=0.0, help="Price of one kWh, in currency."),
+    currency_opt,
+    kwh_price_opt,
     cfg.IntOpt(
         "hue",
         default=100,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kwapi.bus.protocol import POWER_METER
+
 
 @dataclass(frozen=True)
 class Period:
@@ -43,16 +45,13 @@ class Meter:
 
 
 _KNOWN = {
-    "w": Meter("w", "Power", "W", energy=True),
+    POWER_METER: Meter(POWER_METER, "Power", "W", energy=True),
     "bitrate": Meter("bitrate", "Bitrate", "bit/s"),
     "fps": Meter("fps", "Frame rate", "fps"),
     "width": Meter("width", "Width", "px"),
     "height": Meter("height", "Height", "px"),
     "up": Meter("up", "Up", ""),
 }
-
-#: Order of meters on a probe's page: power first, then the others by name.
-POWER = "w"
 
 
 def meter_info(name: str) -> Meter:
@@ -61,5 +60,5 @@ def meter_info(name: str) -> Meter:
 
 
 def sort_meters(names: list[str] | set[str]) -> list[str]:
-    """Return meter names with power first, then alphabetically."""
-    return sorted(names, key=lambda name: (name != POWER, name))
+    """Return meter names with power first, then alphabetically (a probe page's order)."""
+    return sorted(names, key=lambda name: (name != POWER_METER, name))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import rrdtool
 from flask import Blueprint, Response
 
+from kwapi.bus.protocol import POWER_METER
 from kwapi.plugins.rrd.context import context
 from kwapi.plugins.rrd.lookups import end_argument, find_meter, find_period, find_probe
-from kwapi.plugins.rrd.periods import POWER, meter_info, sort_meters
+from kwapi.plugins.rrd.periods import meter_info, sort_meters
 from kwapi.plugins.rrd.responses import json_response
 
 blueprint = Blueprint("data", __name__)
@@ -24,7 +25,7 @@ def rrd_file(probe: str, meter: str | None = None) -> Response:
     if storage.daemon:
         rrdtool.flushcached(*storage.daemon_args(), str(path))
     data = path.read_bytes()
-    name = probe if meter == POWER else f"{probe}.{meter}"
+    name = probe if meter == POWER_METER else f"{probe}.{meter}"
     response = Response(data, mimetype="application/octet-stream")
     response.headers["Content-Disposition"] = f'attachment; filename="{name}.rrd"'
     return response

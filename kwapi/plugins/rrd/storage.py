@@ -10,7 +10,8 @@ again after a restart (and checked against the key).
 Every file has a 1 s step and, for each period of
 :data:`~kwapi.plugins.rrd.periods.PERIODS`, an AVERAGE, a MIN and a MAX
 archive.  When an rrdcached address is given, every rrdtool call passes
-``--daemon`` so that updates, fetches and graphs all go through it.
+``--daemon`` so that updates, fetches and graphs all go through it, and
+batches of updates go through :mod:`kwapi.plugins.rrd.rrdcached`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import hashlib
 import logging
 import os
 import re
-import socket
 import threading
 import time
 from collections import Counter
@@ -31,6 +31,8 @@ import rrdtool
 
 from kwapi.bus.protocol import Measurement, is_valid_meter_name, is_valid_probe_id
 from kwapi.plugins.rrd.periods import CONSOLIDATIONS, PERIODS, Period
+from kwapi.plugins.rrd.rrdcached import RrdcachedClient, RrdcachedError
+from kwapi.ratelimit import RateLimitedLog
 
 LOG = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ DS_NAME = "value"
 ID_FILE = "probe"
 _KEY = re.compile(r"[0-9a-f]{32}")
 _OLD_UPDATE = "illegal attempt to update"
+#: Seconds between two log lines about values that could not be written.
+WRITE_ERRORS_LOG_PERIOD = 10.0
 
 
 class StorageError(Exception):
@@ -47,128 +51,6 @@ class StorageError(Exception):
 def probe_key(probe_id: str) -> str:
     """Return the directory name of *probe_id*: 32 hex digits, never a path."""
     return hashlib.sha256(probe_id.encode("utf-8")).hexdigest()[:32]
-
-
-def parse_daemon_address(address: str) -> tuple[int, str | tuple[str, int]]:
-    """Return (socket family, address) of an rrdcached address as rrdtool reads it."""
-    if address.startswith("unix:"):
-        return socket.AF_UNIX, address[len("unix:") :]
-    if address.startswith("/"):
-        return socket.AF_UNIX, address
-    host, port = address, 42217
-    if address.startswith("["):  # [v6]:port
-        host, _, rest = address[1:].partition("]")
-        if rest.startswith(":"):
-            port = int(rest[1:])
-        return socket.AF_INET6, (host, port)
-    if address.count(":") == 1:
-        host, port_text = address.split(":")
-        port = int(port_text)
-    return socket.AF_INET, (host, port)
-
-
-class RrdcachedClient:
-    """A minimal client of rrdcached's text protocol: STATS, FLUSHALL and BATCH.
-
-    :meth:`command` opens a connection per call; :meth:`batch` keeps one
-    open (guarded by a lock) and reconnects when it breaks.
-    """
-
-    def __init__(self, address: str, timeout: float = 10.0) -> None:
-        self.address = address
-        self.timeout = timeout
-        self._lock = threading.Lock()
-        self._socket: socket.socket | None = None
-        self._reader = None
-
-    def _connect(self) -> None:
-        family, target = parse_daemon_address(self.address)
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(target)
-        except OSError:
-            sock.close()
-            raise
-        self._socket, self._reader = sock, sock.makefile("rb")
-
-    def close(self) -> None:
-        """Close the connection :meth:`batch` keeps open."""
-        with self._lock:
-            self._disconnect()
-
-    def _disconnect(self) -> None:
-        if self._socket is not None:
-            self._reader.close()
-            self._socket.close()
-            self._socket = self._reader = None
-
-    def _status(self) -> tuple[int, str]:
-        line = self._reader.readline()
-        if not line.endswith(b"\n"):
-            raise ConnectionError(f"rrdcached at {self.address} closed the connection")
-        count_text, _, message = line.decode("utf-8", "replace").rstrip("\n").partition(" ")
-        return int(count_text), message
-
-    def batch(self, commands: list[str]) -> list[tuple[int, str]]:
-        """Send *commands* (e.g. ``UPDATE file time:value``) in one BATCH.
-
-        Return the errors rrdcached reported: (index in *commands*, message).
-        A broken connection is reopened and the batch sent again once;
-        OSError if that fails too.
-        """
-        if not commands:
-            return []
-        payload = ("BATCH\n" + "\n".join(commands) + "\n.\n").encode("utf-8")
-        with self._lock:
-            for attempt in (1, 2):
-                try:
-                    if self._socket is None:
-                        self._connect()
-                    self._socket.sendall(payload)
-                    go_ahead, message = self._status()
-                    if go_ahead < 0:
-                        raise StorageError(f"rrdcached at {self.address}: {message}")
-                    count, _ = self._status()
-                    errors = []
-                    for _ in range(count):
-                        number, message = self._status()
-                        errors.append((number - 1, message))
-                    return errors
-                except (OSError, ValueError):
-                    self._disconnect()
-                    if attempt == 2:
-                        raise
-                except StorageError:
-                    self._disconnect()
-                    raise
-        return []  # not reached
-
-    def command(self, line: str) -> list[str]:
-        """Send one command; return the status line followed by any extra lines."""
-        family, target = parse_daemon_address(self.address)
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.settimeout(self.timeout)
-            sock.connect(target)
-            sock.sendall(line.encode("ascii") + b"\n")
-            reader = sock.makefile("r", encoding="utf-8", newline="\n")
-            status = reader.readline().rstrip("\n")
-            if not status:
-                raise StorageError(f"rrdcached at {self.address} closed the connection")
-            count_text, _, message = status.partition(" ")
-            count = int(count_text)
-            if count < 0:
-                raise StorageError(f"rrdcached at {self.address}: {message}")
-            return [status] + [reader.readline().rstrip("\n") for _ in range(count)]
-
-    def stats(self) -> dict[str, int]:
-        """Return rrdcached's counters (UpdatesReceived, DataSetsWritten...)."""
-        lines = self.command("STATS")[1:]
-        return {name: int(value) for name, _, value in (ln.partition(": ") for ln in lines)}
-
-    def flush_all(self) -> None:
-        """Ask rrdcached to write every pending update to disk."""
-        self.command("FLUSHALL")
 
 
 class _File:
@@ -203,7 +85,7 @@ class RrdStorage:
     """
 
     def __init__(
-        self, directory: str | os.PathLike, *, daemon: str | None = None, heartbeat: int = 10
+        self, directory: str | os.PathLike[str], *, daemon: str | None = None, heartbeat: int = 10
     ) -> None:
         self.directory = Path(directory).resolve()
         self.daemon = daemon or None
@@ -220,8 +102,7 @@ class RrdStorage:
         if not os.access(self.directory, os.W_OK | os.X_OK):
             raise StorageError(f"{self.directory} is not writable")
         self.client = RrdcachedClient(self.daemon) if self.daemon else None
-        self._next_error_log = 0.0
-        self._errors_unlogged = 0
+        self._errors_log = RateLimitedLog(LOG, WRITE_ERRORS_LOG_PERIOD)
         self._load()
 
     # -- naming -----------------------------------------------------------
@@ -277,7 +158,9 @@ class RrdStorage:
         """Tell whether *probe_id* (and *meter*, if given) has a file."""
         with self._lock:
             meters = self._probes.get(probe_id)
-            return bool(meters) and (meter is None or meter in meters)
+            if not meters:
+                return False
+            return meter is None or meter in meters
 
     def daemon_args(self) -> list[str]:
         """``--daemon ADDRESS`` when rrdcached is used, else nothing."""
@@ -353,33 +236,24 @@ class RrdStorage:
                 commands.append(f"UPDATE {file.path} {timestamp:.6f}:{value!r}")
                 file.last = timestamp
         try:
-            errors = self.client.batch(commands)
-        except (OSError, StorageError) as exc:
+            refused = self.client.batch(commands)
+        except (OSError, RrdcachedError) as exc:
             stats["errors"] += len(commands)
             self._log_error("cannot send %d updates to rrdcached: %s", len(commands), exc)
             return 0
-        for index, message in errors:
+        for index, message in refused:
             if _OLD_UPDATE in message:
                 stats["dropped_old"] += 1
             else:
                 stats["errors"] += 1
                 self._log_error("rrdcached refused %r: %s", commands[index][:200], message)
-        written = len(commands) - len(errors)
+        written = len(commands) - len(refused)
         stats["updated"] += written
         return written
 
     def _log_error(self, message: str, *args: object) -> None:
-        """Log a write error, at most once every 10 s (with a count of the others)."""
-        now = time.monotonic()
-        if now < self._next_error_log:
-            self._errors_unlogged += 1
-            return
-        self._next_error_log = now + 10.0
-        if self._errors_unlogged:
-            message += " (and %d more errors since the last report)"
-            args = (*args, self._errors_unlogged)
-            self._errors_unlogged = 0
-        LOG.error(message, *args)
+        """Log a write error, at most one every 10 s (with a count of the others)."""
+        self._errors_log.error("write", message, *args)
 
     def _create(self, probe_id: str, meter: str, timestamp: float) -> _File:
         """Create the probe directory and id file, then the meter's file if missing."""
@@ -411,7 +285,10 @@ class RrdStorage:
     def flush(self) -> None:
         """Make every accepted update durable (rrdcached FLUSHALL; direct writes already are)."""
         if self.client is not None:
-            self.client.flush_all()
+            try:
+                self.client.flush_all()
+            except RrdcachedError as exc:
+                raise StorageError(str(exc)) from None
 
     def check_daemon(self) -> None:
         """Raise StorageError if rrdcached is configured but does not answer."""
@@ -420,6 +297,8 @@ class RrdStorage:
                 self.client.stats()
             except (OSError, ValueError) as exc:
                 raise StorageError(f"cannot reach rrdcached at {self.daemon}: {exc}") from None
+            except RrdcachedError as exc:
+                raise StorageError(str(exc)) from None
 
     # -- reading ----------------------------------------------------------
 

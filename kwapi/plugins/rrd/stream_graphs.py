@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import time
 
+from kwapi.bus.protocol import POWER_METER
 from kwapi.plugins.rrd.graphs import (
     Graph,
     Grapher,
-    _label,
-    _render,
+    legend_label,
     probe_colour,
-    rrd_format,
+    render,
     rrd_text,
+    value_legend,
 )
-from kwapi.plugins.rrd.periods import POWER, Period
+from kwapi.plugins.rrd.periods import Period
 from kwapi.plugins.rrd.storage import DS_NAME
 from kwapi.plugins.streams import StreamMap
 
@@ -29,11 +30,78 @@ KINDS = {
     "bits_per_joule": ("bits per joule", "bit/J"),
     "pixels_per_joule": ("pixels per joule", "px/J"),
 }
-_SIBLING_METERS = {"u": "up", "b": "bitrate", "f": "fps", "x": "width", "y": "height"}
+#: The meters of each sibling stream that the shares are computed from.
+_SIBLING_METERS = ("up", "bitrate", "fps", "width", "height")
+
+#: What :meth:`StreamGrapher.definitions` names (for graph elements or XPORT):
+#: the host's watts (with its MIN and MAX as ``hw_lo`` and ``hw_hi``) ...
+HOST_WATTS = "hw"
+#: ... the stream's share of them (0 to 1) and the stream's watts ...
+SHARE = "share"
+STREAM_WATTS = "sw"
+#: ... and what the stream delivers per joule.
+BITS_PER_JOULE = "bpj"
+PIXELS_PER_JOULE = "ppj"
 
 
 def _sum(names: list[str]) -> str:
+    """RPN adding the series *names*."""
     return names[0] + "".join(f",{name},+" for name in names[1:])
+
+
+def _sibling_definitions(n: int, path_of: dict[str, str | None]) -> list[str]:
+    """DEFs of sibling *n*'s meters and CDEFs of what it weighs while up (0 while down).
+
+    *path_of* gives each meter's escaped RRD path, None for a meter never
+    recorded (then unknown throughout, like a gap).
+    """
+    args = []
+    for meter in _SIBLING_METERS:
+        path = path_of[meter]
+        if path is not None:
+            args.append(f"DEF:{meter}{n}={path}:{DS_NAME}:AVERAGE")
+        else:
+            args.append(f"CDEF:{meter}{n}={HOST_WATTS},POP,UNKN")
+    known = {meter: f"{meter}{n},UN,0,{meter}{n},IF" for meter in _SIBLING_METERS}
+    return [
+        *args,
+        f"CDEF:is_up{n}={known['up']},0.5,GE",
+        f"CDEF:up_bitrate{n}={known['bitrate']},is_up{n},*",
+        f"CDEF:up_pixel_rate{n}={known['width']},{known['height']},*,{known['fps']},*,is_up{n},*",
+    ]
+
+
+def _share_definitions(count: int) -> list[str]:
+    """CDEFs of each of *count* siblings' share by each rule, from their weights."""
+    indexes = range(count)
+    args = [
+        f"CDEF:streams_up={_sum([f'is_up{n}' for n in indexes])}",
+        f"CDEF:total_bitrate={_sum([f'up_bitrate{n}' for n in indexes])}",
+        f"CDEF:total_pixel_rate={_sum([f'up_pixel_rate{n}' for n in indexes])}",
+    ]
+    for n in indexes:
+        args += [
+            f"CDEF:equal_share{n}=streams_up,0,GT,is_up{n},streams_up,/,0,IF",
+            f"CDEF:bitrate_share{n}=total_bitrate,0,GT,"
+            f"up_bitrate{n},total_bitrate,/,equal_share{n},IF",
+            f"CDEF:has_video{n}=up_pixel_rate{n},0,GT",
+            # A stream without video takes its bitrate share first (see shares()).
+            f"CDEF:audio_share{n}=has_video{n},0,"
+            f"total_bitrate,0,GT,up_bitrate{n},total_bitrate,/,0,IF,IF",
+        ]
+    args.append(f"CDEF:audio_shares={_sum([f'audio_share{n}' for n in indexes])}")
+    return args
+
+
+def _chosen_share(mode: str, n: int) -> str:
+    """RPN of sibling *n*'s share under ``stream_share`` *mode*."""
+    return {
+        "equal": f"equal_share{n}",
+        "bitrate": f"bitrate_share{n}",
+        "pixels": f"total_pixel_rate,0,GT,"
+        f"has_video{n},1,audio_shares,-,up_pixel_rate{n},*,total_pixel_rate,/,audio_share{n},IF,"
+        f"bitrate_share{n},IF",
+    }[mode]
 
 
 class StreamGrapher:
@@ -47,61 +115,48 @@ class StreamGrapher:
     def can_draw(self, stream: str) -> bool:
         """Whether the host of *stream* has power data and *stream* an ``up`` file."""
         host = self.streams.streams.get(stream)
-        return host is not None and self.storage.has(host, POWER) and self.storage.has(stream, "up")
+        return (
+            host is not None
+            and self.storage.has(host, POWER_METER)
+            and self.storage.has(stream, "up")
+        )
+
+    def _path(self, probe_id: str, meter: str) -> str | None:
+        """The escaped RRD path of *meter* of *probe_id*, None if it has no file."""
+        if not self.storage.has(probe_id, meter):
+            return None
+        return rrd_text(str(self.storage.path(probe_id, meter)))
 
     def definitions(self, stream: str) -> list[str]:
-        """DEF and CDEF arguments naming ``hw`` (host watts), ``share``, ``sw``
-        (the stream's watts), ``bpj`` and ``ppj`` (bits and pixels per joule)."""
+        """DEF and CDEF arguments that give *stream*'s series their names.
+
+        The series are HOST_WATTS, SHARE, STREAM_WATTS, BITS_PER_JOULE and
+        PIXELS_PER_JOULE (``hw``, ``share``, ``sw``, ``bpj`` and ``ppj``),
+        each computed row by row from the host's and sibling streams' files.
+        """
         host = self.streams.streams[stream]
         siblings = self.streams.hosts[host]
-        host_path = rrd_text(str(self.storage.path(host, POWER)))
+        host_path = rrd_text(str(self.storage.path(host, POWER_METER)))
         args = [
-            f"DEF:hw={host_path}:{DS_NAME}:AVERAGE",
-            f"DEF:hw_lo={host_path}:{DS_NAME}:MIN",
-            f"DEF:hw_hi={host_path}:{DS_NAME}:MAX",
+            f"DEF:{HOST_WATTS}={host_path}:{DS_NAME}:AVERAGE",
+            f"DEF:{HOST_WATTS}_lo={host_path}:{DS_NAME}:MIN",
+            f"DEF:{HOST_WATTS}_hi={host_path}:{DS_NAME}:MAX",
         ]
         for n, sibling in enumerate(siblings):
-            for prefix, meter in _SIBLING_METERS.items():
-                name = f"{prefix}{n}"
-                if self.storage.has(sibling, meter):
-                    path = rrd_text(str(self.storage.path(sibling, meter)))
-                    args.append(f"DEF:{name}={path}:{DS_NAME}:AVERAGE")
-                else:
-                    args.append(f"CDEF:{name}=hw,POP,UNKN")
-            args += [
-                f"CDEF:U{n}=u{n},UN,0,u{n},IF,0.5,GE",
-                f"CDEF:B{n}=b{n},UN,0,b{n},IF,U{n},*",
-                f"CDEF:P{n}=x{n},UN,0,x{n},IF,y{n},UN,0,y{n},IF,*,f{n},UN,0,f{n},IF,*,U{n},*",
-            ]
-        indexes = range(len(siblings))
-        args += [
-            f"CDEF:SU={_sum([f'U{n}' for n in indexes])}",
-            f"CDEF:SB={_sum([f'B{n}' for n in indexes])}",
-            f"CDEF:SP={_sum([f'P{n}' for n in indexes])}",
+            paths = {meter: self._path(sibling, meter) for meter in _SIBLING_METERS}
+            args += _sibling_definitions(n, paths)
+        args += _share_definitions(len(siblings))
+        n = siblings.index(stream)
+        return [
+            *args,
+            f"CDEF:{SHARE}={_chosen_share(self.streams.share, n)}",
+            f"CDEF:{STREAM_WATTS}={HOST_WATTS},{SHARE},*",
+            f"CDEF:{STREAM_WATTS}_lo={STREAM_WATTS}",
+            f"CDEF:{STREAM_WATTS}_hi={STREAM_WATTS}",
+            f"CDEF:{BITS_PER_JOULE}={STREAM_WATTS},0,GT,bitrate{n},{STREAM_WATTS},/,UNKN,IF",
+            f"CDEF:{PIXELS_PER_JOULE}={STREAM_WATTS},0,GT,up_pixel_rate{n},0,GT,*,"
+            f"up_pixel_rate{n},{STREAM_WATTS},/,UNKN,IF",
         ]
-        for n in indexes:
-            args += [
-                f"CDEF:E{n}=SU,0,GT,U{n},SU,/,0,IF",
-                f"CDEF:R{n}=SB,0,GT,B{n},SB,/,E{n},IF",
-                f"CDEF:V{n}=P{n},0,GT",
-                f"CDEF:A{n}=V{n},0,SB,0,GT,B{n},SB,/,0,IF,IF",
-            ]
-        args.append(f"CDEF:SA={_sum([f'A{n}' for n in indexes])}")
-        i = siblings.index(stream)
-        chosen = {
-            "equal": f"E{i}",
-            "bitrate": f"R{i}",
-            "pixels": f"SP,0,GT,V{i},1,SA,-,P{i},*,SP,/,A{i},IF,R{i},IF",
-        }[self.streams.share]
-        args += [
-            f"CDEF:share={chosen}",
-            "CDEF:sw=hw,share,*",
-            "CDEF:sw_lo=sw",
-            "CDEF:sw_hi=sw",
-            f"CDEF:bpj=sw,0,GT,b{i},sw,/,UNKN,IF",
-            f"CDEF:ppj=sw,0,GT,P{i},0,GT,*,P{i},sw,/,UNKN,IF",
-        ]
-        return args
 
     def graph(self, period: Period, stream: str, kind: str) -> Graph:
         """One graph of *stream* (cached like the others)."""
@@ -117,31 +172,23 @@ class StreamGrapher:
         host = self.streams.streams[stream]
         end = int(time.time()) if end is None else end
         grapher = self.grapher
-        args = grapher._common(period, f"{stream}: {title}, {period.title}", unit, end)
+        args = grapher.common_args(period, f"{stream}: {title}, {period.title}", unit, end)
         args += self.definitions(stream)
         colour = probe_colour(stream, grapher.hue)
         if kind == "power":
             width = min(max(len(stream), len(host), 7), 32)
             args += [
-                *grapher._header(width),
-                "CDEF:hw_z=hw,UN,0,hw,IF",
-                "AREA:hw_z#DDDDDD:" + rrd_text(_label(host, width)),
-                *grapher._power_legend("hw", "%8.1lf W"),
-                f"AREA:sw#{colour}:" + rrd_text(_label(stream, width)),
-                *grapher._power_legend("sw", "%8.1lf W"),
+                *grapher.legend_header(width),
+                f"CDEF:{HOST_WATTS}_or_zero={HOST_WATTS},UN,0,{HOST_WATTS},IF",
+                f"AREA:{HOST_WATTS}_or_zero#DDDDDD:" + rrd_text(legend_label(host, width)),
+                *grapher.power_legend(HOST_WATTS, "%8.1lf W"),
+                f"AREA:{STREAM_WATTS}#{colour}:" + rrd_text(legend_label(stream, width)),
+                *grapher.power_legend(STREAM_WATTS, "%8.1lf W"),
             ]
         else:
-            name = "bpj" if kind == "bits_per_joule" else "ppj"
-            unit_text = rrd_format(unit)
+            name = BITS_PER_JOULE if kind == "bits_per_joule" else PIXELS_PER_JOULE
             args += [
                 f"LINE2:{name}#{colour}:" + rrd_text(title) + "\\l",
-                f"VDEF:{name}_avg={name},AVERAGE",
-                f"VDEF:{name}_min={name},MINIMUM",
-                f"VDEF:{name}_max={name},MAXIMUM",
-                f"VDEF:{name}_last={name},LAST",
-                f"GPRINT:{name}_avg:    average %6.2lf %s{unit_text}",
-                f"GPRINT:{name}_min:  minimum %6.2lf %s{unit_text}",
-                f"GPRINT:{name}_max:  maximum %6.2lf %s{unit_text}",
-                f"GPRINT:{name}_last:  last %6.2lf %s{unit_text}\\l",
+                *value_legend(name, unit, low=name, high=name, average="    average "),
             ]
-        return _render(args)
+        return render(args)

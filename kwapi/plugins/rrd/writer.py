@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from kwapi.bus.protocol import Measurement
 from kwapi.plugins.rrd.storage import RrdStorage
@@ -34,7 +35,8 @@ class BatchWriter(threading.Thread):
         self.batch_size = batch_size
         self.interval = interval
         self._pending: list[Measurement] = []
-        self._lock = threading.Lock()  # guards _pending
+        self._oldest: float | None = None  # time.monotonic() the oldest pending one came
+        self._lock = threading.Lock()  # guards _pending and _oldest
         self._write_lock = threading.Lock()  # one batch written at a time, in order
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -42,6 +44,8 @@ class BatchWriter(threading.Thread):
     def add(self, measurement: Measurement) -> None:
         """Queue *measurement* (the receiver's handler)."""
         with self._lock:
+            if not self._pending:
+                self._oldest = time.monotonic()
             self._pending.append(measurement)
             waiting = len(self._pending)
         if waiting >= self.batch_size:
@@ -53,12 +57,17 @@ class BatchWriter(threading.Thread):
         """How many measurements wait to be written."""
         return len(self._pending)
 
+    def lag(self) -> float:
+        """Seconds the oldest measurement still queued has waited (0 when none waits)."""
+        oldest = self._oldest
+        return 0.0 if oldest is None or not self._pending else time.monotonic() - oldest
+
     def write_pending(self) -> int:
         """Write what is queued now, in batches; return the values written."""
         written = 0
         with self._write_lock:
             with self._lock:
-                queued, self._pending = self._pending, []
+                queued, self._pending, self._oldest = self._pending, [], None
             for start in range(0, len(queued), self.batch_size):
                 written += self.storage.update_many(queued[start : start + self.batch_size])
         return written

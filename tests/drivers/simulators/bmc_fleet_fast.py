@@ -35,14 +35,14 @@ import resource
 import selectors
 import socket
 import struct
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from tests.harness.processes import LineProcess, first_line
 
 RMCP_HEADER = b"\x06\x00\xff\x07"  # RMCP version 1.0, reserved, no ACK, class IPMI
 AUTH_NONE = 0x00  # IPMI 1.5 session header, no authentication
@@ -500,19 +500,6 @@ class Fleet:
         print(answer, flush=True)
 
 
-def read_first_line(fd: int) -> tuple[bytes, bytes]:
-    """(first line, what followed it) read unbuffered from *fd*, so that no
-    command line is left behind in a Python buffer the selector cannot see."""
-    data = b""
-    while b"\n" not in data:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        data += chunk
-    line, _, rest = data.partition(b"\n")
-    return line, rest
-
-
 def raise_file_limit(wanted: int = 65536) -> None:
     """Allow one descriptor per BMC, however many are asked for."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -524,7 +511,7 @@ def raise_file_limit(wanted: int = 65536) -> None:
 def main() -> None:
     """Serve the BMCs listed on standard input until it closes."""
     raise_file_limit()
-    line, rest = read_first_line(sys.stdin.fileno())
+    line, rest = first_line(sys.stdin.fileno())
     settings = [Settings.from_dict(raw) for raw in json.loads(line)]
     fleet = Fleet(settings, rest)
     print("ready", *fleet.ports, flush=True)
@@ -535,72 +522,12 @@ def main() -> None:
 # -- the client side ------------------------------------------------------------
 
 
-class BmcFleetProcess:
-    """This module run as a subprocess serving *settings* (one dict per BMC)."""
+class BmcFleetProcess(LineProcess):
+    """This module run as a subprocess serving *settings* (one dict per BMC);
+    closing its standard input stops it."""
 
     def __init__(self, settings: list[dict], timeout: float = 30.0) -> None:
-        root = Path(__file__).resolve().parents[3]
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.drivers.simulators.bmc_fleet_fast"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            cwd=root,
-        )
-        self._buffer = b""
-        self.send(json.dumps(settings))
-        words = self.reply(timeout).split()
-        if words[:1] != ["ready"]:
-            self.stop()
-            raise RuntimeError(f"BMC fleet did not start: {words!r}")
-        self.ports = [int(port) for port in words[1:]]
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def send(self, line: str) -> None:
-        """Write one line to the fleet's standard input."""
-        self.process.stdin.write(line.encode() + b"\n")
-        self.process.stdin.flush()
-
-    def reply(self, timeout: float = 10.0) -> str:
-        """The fleet's next output line; raise TimeoutError after *timeout* s."""
-        deadline = time.monotonic() + timeout
-        fd = self.process.stdout.fileno()
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
-            while b"\n" not in self._buffer:
-                left = deadline - time.monotonic()
-                if left <= 0 or not selector.select(left):
-                    raise TimeoutError(f"no line from the BMC fleet within {timeout} s")
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    raise RuntimeError(f"the BMC fleet exited ({self.process.poll()})")
-                self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return line.decode()
-
-    def command(self, line: str, timeout: float = 10.0) -> str:
-        """Send a control command; return its answer."""
-        self.send(line)
-        return self.reply(timeout)
-
-    def stop(self) -> None:
-        """Close its standard input (it exits), kill it if it lingers, close the pipes."""
-        with contextlib.suppress(OSError):
-            self.process.stdin.close()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-        self.process.stdout.close()
-
-    def __enter__(self) -> BmcFleetProcess:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        super().__init__("tests.drivers.simulators.bmc_fleet_fast", "BMC fleet", settings, timeout)
 
 
 if __name__ == "__main__":

@@ -31,13 +31,12 @@ import json
 import os
 import selectors
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kwapi.drivers.snmp import MODELS
+from tests.harness.processes import LineProcess, first_line
 
 # BER tags of SNMP (RFC 1157, RFC 3416).
 INTEGER, OCTET_STRING, NULL, OID, SEQUENCE = 0x02, 0x04, 0x05, 0x06, 0x30
@@ -397,21 +396,9 @@ class Fleet:
         return f"error: unknown command {line.strip()!r}"
 
 
-def read_line(fd: int) -> tuple[bytes, bytes]:
-    """The first line on *fd* (unbuffered, so later lines stay for the loop) and what followed."""
-    data = b""
-    while b"\n" not in data:
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            break
-        data += chunk
-    line, _, rest = data.partition(b"\n")
-    return line, rest
-
-
 def main() -> None:
     """Serve the fleet described on standard input until killed."""
-    line, rest = read_line(0)
+    line, rest = first_line(0)
     try:
         fleet = Fleet(Settings.from_json(line.decode()))
     except (ValueError, TypeError) as exc:
@@ -424,72 +411,19 @@ def main() -> None:
 # -- the client side ------------------------------------------------------------
 
 
-class FleetProcess:
-    """This module run as a subprocess serving *settings*: start, control, stop."""
+class FleetProcess(LineProcess):
+    """This module run as a subprocess serving *settings*: start, control, stop
+    (it serves until killed)."""
+
+    grace = 0.0
 
     def __init__(self, timeout: float = 30.0, **settings: object) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.drivers.simulators.pdu_fleet"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        self.buffer = b""
-        self.send(json.dumps(settings))
-        words = self.reply(timeout).split()
-        if words[:1] != ["ready"]:
-            self.stop()
-            raise RuntimeError(f"PDU fleet did not start: {words!r}")
-        self.ports = [int(port) for port in words[1:]]
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def send(self, line: str) -> None:
-        """Write one line to the fleet's standard input."""
-        self.process.stdin.write(line.encode() + b"\n")
-        self.process.stdin.flush()
-
-    def reply(self, timeout: float = 10.0) -> str:
-        """The fleet's next output line; raise TimeoutError after *timeout* s."""
-        deadline = time.monotonic() + timeout
-        fd = self.process.stdout.fileno()
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
-            while b"\n" not in self.buffer:
-                left = deadline - time.monotonic()
-                if left <= 0 or not selector.select(left):
-                    raise TimeoutError(f"no line from the PDU fleet within {timeout} s")
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    raise RuntimeError(f"the PDU fleet exited ({self.process.poll()})")
-                self.buffer += chunk
-        line, _, self.buffer = self.buffer.partition(b"\n")
-        return line.decode()
-
-    def command(self, line: str, timeout: float = 10.0) -> str:
-        """Send a control command; return its answer."""
-        self.send(line)
-        return self.reply(timeout)
+        super().__init__("tests.drivers.simulators.pdu_fleet", "PDU fleet", settings, timeout)
 
     def stats(self) -> tuple[int, int]:
         """(datagrams received, answers sent) so far."""
         _, received, answered = self.command("stats").split()
         return int(received), int(answered)
-
-    def stop(self) -> None:
-        """Kill the process and close its pipes."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(10)
-        self.process.stdin.close()
-        self.process.stdout.close()
-
-    def __enter__(self) -> FleetProcess:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 if __name__ == "__main__":

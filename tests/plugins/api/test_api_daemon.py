@@ -8,7 +8,6 @@ import logging
 import math
 import os
 import signal
-import socket
 import threading
 import time
 from pathlib import Path
@@ -22,15 +21,13 @@ from kwapi.bus.receiver import MessageValidator, Receiver
 from kwapi.cmd.api import _shutdown
 from kwapi.plugins.api.collector import Collector, ProbeRecord
 from kwapi.plugins.api.state import PeriodicSaver, StateStore
-from kwapi.plugins.streams import StreamEnergy, StreamMap
-from tests.helpers import run_command, wait_for, write_config
-from tests.plugins.api.running import (
-    bus_publisher,
-    get_json,
-    publish_first,
-    request,
-    start_api,
-)
+from kwapi.plugins.api.stream_energy import StreamEnergy
+from kwapi.plugins.streams import StreamMap
+from tests.harness.bus import bus_publisher, publish_all, publish_first
+from tests.harness.configs import write_config
+from tests.harness.daemons import start_api
+from tests.harness.http import get_json, request
+from tests.harness.processes import busy_tcp_port, run_command, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -52,10 +49,7 @@ def fed_api(daemon, tmpdir_short):
         Measurement("node-1", t0 + 20, {"w": 300.0}),
         Measurement("gpu-0", t0 + 21, {"w": 150.0, "temperature_c": 65.5}),
     ]
-    base = api.accepted()
-    for measurement in series:
-        publisher.publish(measurement)
-    wait_for(lambda: api.accepted() == base + len(series), 20, "the series to be accepted")
+    publish_all(api, publisher, series)
     yield api, publisher, t0
     publisher.close()
 
@@ -178,9 +172,7 @@ def test_sigterm_saves_state_and_restart_continues_the_counter(daemon, tmpdir_sh
     publisher = bus_publisher(api.bus)
     t0 = time.time() - 60
     publish_first(api, publisher, Measurement("node-1", t0, {"w": 1000.0}))
-    base = api.accepted()
-    publisher.publish(Measurement("node-1", t0 + 30, {"w": 1000.0}))
-    wait_for(lambda: api.accepted() == base + 1, 20)
+    publish_all(api, publisher, [Measurement("node-1", t0 + 30, {"w": 1000.0})])
     first_kwh = get_json(api.url + "/v1/probes/node-1/kwh/")["node-1"]["kwh"]
     assert first_kwh == pytest.approx(kwh(1000, 1000, 30))
 
@@ -216,9 +208,7 @@ def test_huge_power_keeps_the_json_valid_and_the_state_saved(daemon, tmpdir_shor
     publisher = bus_publisher(api.bus)
     t0 = time.time() - 30
     publish_first(api, publisher, Measurement("huge", t0, {"w": 1.7e308}))
-    base = api.accepted()
-    publisher.publish(Measurement("huge", t0 + 10, {"w": 1.7e308}))
-    wait_for(lambda: api.accepted() == base + 1, 20)
+    publish_all(api, publisher, [Measurement("huge", t0 + 10, {"w": 1.7e308})])
 
     probes = strict_json(request("GET", api.url + "/v1/probes/").body)["probes"]
     assert probes["huge"] == {"timestamp": t0 + 10, "kwh": 0.0, "w": 1.7e308}
@@ -373,10 +363,7 @@ def test_missing_secret_and_unwritable_state_exit_2(tmpdir_short):
 
 
 def test_port_in_use_exits_2(tmpdir_short):
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
+    with busy_tcp_port() as port:
         path = _config(
             tmpdir_short,
             f"[DEFAULT]\ndriver_metering_secret = s\nstate_file = {tmpdir_short}/s.json\n"

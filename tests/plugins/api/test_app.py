@@ -13,14 +13,7 @@ from kwapi.cmd.api import receiver_status
 from kwapi.plugins.api.app import create_app
 from kwapi.plugins.api.collector import Collector
 from kwapi.plugins.api.metrics import make_registry
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.harness.clock import Clock
 
 
 @pytest.fixture

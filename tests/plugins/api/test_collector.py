@@ -13,18 +13,9 @@ from hypothesis import strategies as st
 from kwapi.bus.protocol import Measurement
 from kwapi.plugins.api.collector import Collector
 from kwapi.plugins.energy import integrate
+from tests.harness.clock import Clock
 
 T0 = 1_700_000_000.0
-
-
-class Clock:
-    """A settable wall clock for cleaning decisions."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def m(probe: str, t: float, **meters: float) -> Measurement:
@@ -32,7 +23,7 @@ def m(probe: str, t: float, **meters: float) -> Measurement:
 
 
 def test_first_measurement_has_zero_energy():
-    c = Collector(clock=Clock())
+    c = Collector(clock=Clock(T0))
     c.add(m("p", T0, w=100.0))
     record = c.get("p")
     assert record.kwh == 0.0
@@ -51,7 +42,7 @@ def test_trapezoid_of_a_ramp_is_exact():
 
 def test_constant_power_over_uneven_intervals():
     # 1 kW for 1,000 s in uneven steps is 1000/3600 kWh whatever the steps.
-    clock = Clock()
+    clock = Clock(T0)
     c = Collector(max_gap=900.0, clock=clock)
     t = T0
     c.add(m("p", t, w=1000.0))

@@ -11,14 +11,16 @@ import shutil
 import pytest
 import requests
 
-from tests.helpers import SECRET, free_tcp_port, run_command, short_tmpdir, wait_for, write_config
-from tests.keystone_server import (
+from tests.harness.bus import SECRET
+from tests.harness.configs import write_config
+from tests.harness.keystone import (
     ADMIN_PASSWORD,
     API_CONFIG,
     READER_USER,
     AuthApi,
     authtoken_section,
 )
+from tests.harness.processes import free_tcp_port, run_command, short_tmpdir, wait_for
 
 PROBE = "node-1"
 

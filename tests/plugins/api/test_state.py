@@ -15,7 +15,7 @@ import pytest
 from kwapi.bus.protocol import Measurement
 from kwapi.plugins.api.collector import Collector, ProbeRecord
 from kwapi.plugins.api.state import PeriodicSaver, StateStore
-from tests.helpers import wait_for
+from tests.harness.processes import wait_for
 
 T0 = 1_700_000_000.0
 

@@ -12,10 +12,13 @@ from kwapi.bus.protocol import Measurement
 from kwapi.plugins.api.app import create_app
 from kwapi.plugins.api.collector import Collector
 from kwapi.plugins.api.metrics import make_registry
+from kwapi.plugins.api.stream_energy import StreamEnergy
 from kwapi.plugins.api.stream_views import StreamViews
-from kwapi.plugins.streams import StreamEnergy, parse_stream_power
-from tests.helpers import wait_for
-from tests.plugins.api.running import bus_publisher, get_json, publish_first, request, start_api
+from kwapi.plugins.streams import parse_stream_power
+from tests.harness.bus import bus_publisher, publish_all, publish_first
+from tests.harness.clock import Clock
+from tests.harness.daemons import start_api
+from tests.harness.http import get_json, request
 
 HD = {"up": 1, "bitrate": 4_000_000.0, "fps": 25.0, "width": 1280.0, "height": 720.0}
 SD = {"up": 1, "bitrate": 1_000_000.0, "fps": 25.0, "width": 640.0, "height": 360.0}
@@ -23,14 +26,6 @@ SD = {"up": 1, "bitrate": 1_000_000.0, "fps": 25.0, "width": 640.0, "height": 36
 
 def kwh(w_prev: float, w_new: float, seconds: float) -> float:
     return (w_prev + w_new) / 2 * seconds / 3.6e6
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -194,10 +189,7 @@ def test_daemon_serves_energy_per_stream_and_keeps_it_across_a_restart(daemon, t
         Measurement("hd", t0 + 12, HD),
         Measurement("enc", t0 + 21, {"w": 120.0}),
     ]
-    base = api.accepted()
-    for measurement in series:
-        publisher.publish(measurement)
-    wait_for(lambda: api.accepted() == base + len(series), 20, "the series to be accepted")
+    publish_all(api, publisher, series)
 
     # By hand: the pixel rates are 4:1, so hd has 80 % of the host while sd is up.
     hd_kwh = kwh(80, 120, 10) + kwh(120, 120, 10)

@@ -2,68 +2,14 @@
 
 from __future__ import annotations
 
-import math
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from kwapi.bus.protocol import Measurement
-from kwapi.plugins.rrd.storage import RrdcachedClient, RrdStorage
-from tests.helpers import short_tmpdir, stop_process, wait_for
-
-RRDCACHED = shutil.which("rrdcached") or "/usr/bin/rrdcached"
-
-
-class Rrdcached:
-    """A real rrdcached on a unix socket that keeps updates in memory until flushed."""
-
-    def __init__(self, base: Path, directory: Path | None = None) -> None:
-        # A restart passes the directory of the previous one: same socket, same journal.
-        self.directory = Path(directory or short_tmpdir())
-        self.socket = self.directory / "s"
-        self.address = f"unix:{self.socket}"
-        journal = self.directory / "journal"
-        journal.mkdir(exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                RRDCACHED,
-                "-g",  # foreground
-                "-l",
-                self.address,
-                "-p",
-                str(self.directory / "pid"),
-                "-b",
-                str(base),
-                "-j",
-                str(journal),
-                "-w",
-                "3600",  # write to disk only when flushed, so tests can tell
-                "-F",  # flush everything on shutdown
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
-        self.client = RrdcachedClient(self.address)
-        wait_for(self._answers, 10, "rrdcached to answer")
-
-    def _answers(self) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError(f"rrdcached exited with status {self.process.returncode}")
-        try:
-            self.client.stats()
-        except OSError:
-            return False
-        return True
-
-    def stats(self) -> dict[str, int]:
-        return self.client.stats()
-
-    def stop(self) -> None:
-        stop_process(self.process)
-        shutil.rmtree(self.directory, ignore_errors=True)
+from kwapi.plugins.rrd.storage import RrdStorage
+from tests.harness.rrd import Rrdcached, fill
 
 
 @pytest.fixture
@@ -83,17 +29,6 @@ def rrdcached(rrd_dir):
 @pytest.fixture
 def storage(rrd_dir) -> RrdStorage:
     return RrdStorage(rrd_dir)
-
-
-def fill(storage: RrdStorage, probes: dict[str, float], seconds: int = 120, end=None) -> int:
-    """Write *seconds* of 1 Hz power around each probe's base value; return the last timestamp."""
-    end = int(time.time()) if end is None else end
-    for offset in range(seconds, 0, -1):
-        timestamp = end - offset + 1
-        for index, (probe, base) in enumerate(probes.items()):
-            watts = base + base * 0.2 * math.sin(timestamp / 15 + index)
-            storage.update(Measurement(probe, float(timestamp), {"w": watts}))
-    return end
 
 
 @pytest.fixture

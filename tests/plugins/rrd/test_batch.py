@@ -12,9 +12,10 @@ from kwapi.bus.receiver import ReceiverStats
 from kwapi.plugins.rrd.app import create_app
 from kwapi.plugins.rrd.graphs import Grapher
 from kwapi.plugins.rrd.periods import PERIODS
-from kwapi.plugins.rrd.storage import RrdcachedClient, RrdStorage
+from kwapi.plugins.rrd.rrdcached import RrdcachedClient
+from kwapi.plugins.rrd.storage import RrdStorage
 from kwapi.plugins.rrd.writer import BatchWriter
-from tests.helpers import wait_for
+from tests.harness.processes import wait_for
 
 
 def test_one_batch_writes_every_value_in_one_round_trip(rrd_dir, rrdcached):
@@ -180,3 +181,15 @@ def test_stats_route_shows_receiver_and_storage_counters(rrd_dir):
     # Without a receiver (the app alone), the storage counters are still served.
     alone = create_app(storage, Grapher(storage)).test_client().get("/stats/").get_json()
     assert alone["receiver"] is None and alone["storage"]["updated"] == 2
+
+
+def test_writer_lag_is_the_age_of_the_oldest_queued_measurement(rrd_dir):
+    storage = RrdStorage(rrd_dir)
+    writer = BatchWriter(storage, batch_size=100, interval=10.0)  # thread not started
+    assert writer.lag() == 0.0
+    writer.add(Measurement("host", time.time() - 1, {"w": 1.0}))
+    wait_for(lambda: writer.lag() > 0.05, 5, "the queued measurement to age")
+    writer.add(Measurement("host", time.time(), {"w": 2.0}))
+    assert writer.lag() > 0.05  # still the first one's age
+    writer.write_pending()
+    assert writer.lag() == 0.0 and writer.pending() == 0

@@ -8,8 +8,9 @@ import pytest
 
 from kwapi.plugins.rrd.app import create_app
 from kwapi.plugins.rrd.graphs import Grapher
-from tests.helpers import wait_for
-from tests.plugins.rrd.browser import CHROMIUM, IMAGES_DECODED, Chromium, served
+from tests.harness.browser import CHROMIUM, IMAGES_DECODED, Chromium
+from tests.harness.http import served
+from tests.harness.processes import wait_for
 from tests.plugins.rrd.pngs import png_size
 
 pytestmark = [

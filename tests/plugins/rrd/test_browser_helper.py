@@ -11,7 +11,8 @@ import os
 
 import pytest
 
-from tests.plugins.rrd.browser import CHROMIUM, Chromium, PageChanged, served
+from tests.harness.browser import CHROMIUM, Chromium, PageChanged
+from tests.harness.http import served
 
 pytestmark = [
     pytest.mark.slow,

@@ -10,8 +10,8 @@ import pytest
 from kwapi.bus.protocol import Measurement
 from kwapi.plugins.rrd.graphs import Graph, GraphCache, Grapher, probe_colour, rrd_format, rrd_text
 from kwapi.plugins.rrd.periods import PERIODS
-from tests.helpers import wait_for
-from tests.plugins.rrd.conftest import fill
+from tests.harness.processes import wait_for
+from tests.harness.rrd import fill
 from tests.plugins.rrd.pngs import png_size
 
 

@@ -10,11 +10,11 @@ import rrdtool
 
 from kwapi.bus.protocol import Measurement
 from kwapi.plugins.rrd.periods import PERIODS
+from kwapi.plugins.rrd.rrdcached import parse_daemon_address
 from kwapi.plugins.rrd.storage import (
     RrdStorage,
     StorageError,
     archive_definitions,
-    parse_daemon_address,
     probe_key,
 )
 

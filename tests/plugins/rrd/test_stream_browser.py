@@ -10,9 +10,10 @@ import pytest
 from kwapi.plugins.rrd.app import create_app
 from kwapi.plugins.rrd.graphs import Grapher
 from kwapi.plugins.streams import parse_stream_power
-from tests.plugins.rrd.browser import CHROMIUM, IMAGES_DECODED, Chromium, served
+from tests.harness.browser import CHROMIUM, IMAGES_DECODED, Chromium
+from tests.harness.http import served
+from tests.harness.rrd import fill_streams
 from tests.plugins.rrd.pngs import png_size
-from tests.plugins.rrd.test_stream_graphs import fill_streams
 
 pytestmark = [
     pytest.mark.slow,

@@ -7,30 +7,16 @@ import time
 import pytest
 import rrdtool
 
-from kwapi.bus.protocol import Measurement
 from kwapi.plugins.rrd.app import create_app
 from kwapi.plugins.rrd.graphs import Grapher
 from kwapi.plugins.rrd.periods import PERIODS
 from kwapi.plugins.rrd.storage import RrdStorage
 from kwapi.plugins.rrd.stream_graphs import KINDS, StreamGrapher
 from kwapi.plugins.streams import StreamSample, figures, parse_stream_power, shares
+from tests.harness.rrd import HD, RADIO, SD, fill_streams
 from tests.plugins.rrd.pngs import png_size
 
-HD = {"up": 1, "bitrate": 4_000_000.0, "fps": 25.0, "width": 1280.0, "height": 720.0}
-SD = {"up": 1, "bitrate": 1_000_000.0, "fps": 25.0, "width": 640.0, "height": 360.0}
-RADIO = {"up": 1, "bitrate": 128_000.0}
 LINES = ["enc = hd, sd, radio"]
-
-
-def fill_streams(storage: RrdStorage, end: int, seconds: int = 120) -> None:
-    """*seconds* of 1 Hz data: enc at 100 W; sd goes down for the last half."""
-    for timestamp in range(end - seconds + 1, end + 1):
-        at = float(timestamp)
-        storage.update(Measurement("enc", at, {"w": 100.0}))
-        storage.update(Measurement("hd", at, HD))
-        storage.update(Measurement("radio", at, RADIO))
-        down = timestamp > end - seconds // 2
-        storage.update(Measurement("sd", at, {"up": 0} if down else SD))
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Keystone's WSGI application, loadable by gunicorn (``tests.keystone_wsgi:application``).
+"""Keystone's WSGI application, loadable by gunicorn (``tests.harness.keystone_wsgi:application``).
 
 Keystone parses ``sys.argv`` with oslo.config when it is imported, and would
 choke on gunicorn's own arguments: they are removed first. Its configuration

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import waitress
 import websocket
 
-from tests.helpers import free_tcp_port, stop_process, wait_for
+from tests.harness.processes import stop_process, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -28,19 +24,6 @@ Promise.all(Array.from(document.images).map(img =>
     img.decode().then(() => [img.getAttribute('src'), img.naturalWidth])
                .catch(() => [img.getAttribute('src'), 0])))
 """
-
-
-@contextlib.contextmanager
-def served(app) -> Iterator[str]:
-    """Serve a WSGI *app* with waitress on 127.0.0.1, as kwapi-rrd does; yield its URL."""
-    server = waitress.create_server(app, host="127.0.0.1", port=free_tcp_port(), threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.effective_port}"
-    finally:
-        server.close()
-        server.task_dispatcher.shutdown(timeout=5)
 
 
 FLAGS = [

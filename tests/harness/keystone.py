@@ -25,17 +25,15 @@ from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
 from kwapi.bus.protocol import Measurement
-from kwapi.bus.publisher import Publisher
-from kwapi.bus.signing import Signer
-from tests.helpers import (
-    SECRET,
+from tests.harness.bus import SECRET, bus_publisher
+from tests.harness.configs import write_config
+from tests.harness.processes import (
     VENV_BIN,
     Daemon,
     free_tcp_port,
     short_tmpdir,
     stop_process,
     wait_for,
-    write_config,
 )
 
 ADMIN_PASSWORD = "admin-secret"
@@ -131,7 +129,7 @@ class KeystoneServer:
         env = {
             **os.environ,
             "OS_KEYSTONE_CONFIG_FILES": str(self.config),
-            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
         }
         self.process = subprocess.Popen(
             [
@@ -144,7 +142,7 @@ class KeystoneServer:
                 "4",
                 "--timeout",
                 "60",
-                "tests.keystone_wsgi:application",
+                "tests.harness.keystone_wsgi:application",
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -314,7 +312,7 @@ class AuthApi:
     ) -> None:
         self.dir = short_tmpdir()
         endpoint = f"ipc://{self.dir}/bus"
-        self.publisher = Publisher(endpoint, Signer(SECRET))
+        self.publisher = bus_publisher(endpoint)
         self.port = free_tcp_port()
         self.base = f"http://127.0.0.1:{self.port}"
         config = write_config(
