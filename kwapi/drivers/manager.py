@@ -19,11 +19,11 @@ LOG = logging.getLogger(__name__)
 
 RESTART_BACKOFF_INITIAL = 1.0
 RESTART_BACKOFF_CAP = 60.0
+# The health metrics' reason for a restart of a driver that died of a bug.
+CRASH = "crash"
 # A wattmeter whose device answered before and that has published no reading
 # for this many of its intervals (and at least STALL_MIN_SECONDS), with no
 # device error to explain it, is stalled: the manager says so once.
-# The health metrics' reason for a restart of a driver that died of a bug.
-CRASH = "crash"
 STALL_INTERVALS = 5
 STALL_MIN_SECONDS = 10.0
 
