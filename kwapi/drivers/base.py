@@ -207,8 +207,6 @@ class DriverBase:
         self._publish = publish
         self.stop_event = threading.Event()
         self.failure: BaseException | None = None
-        self.published = 0
-        self.dropped = 0
         # When the last reading succeeded (time.monotonic()), and whether the
         # device is failing now: what the manager's stall watch looks at.
         self.last_reading_at: float | None = None
@@ -229,6 +227,16 @@ class DriverBase:
         Raise :class:`SectionError` to name the key at fault (a plain
         ValueError names ``parameters``).
         """
+
+    @property
+    def published(self) -> int:
+        """Measurements this wattmeter published (across restarts under a driver manager)."""
+        return self.health.published
+
+    @property
+    def dropped(self) -> int:
+        """Measurements dropped because a meter was not a finite number."""
+        return self.health.dropped
 
     # -- what the driver manager calls ---------------------------------------
 
@@ -262,7 +270,6 @@ class DriverBase:
             self._drop(probe_id, meters, not_finite)
             return
         self._publish(Measurement(probe_id, timestamp, dict(meters)))
-        self.published += 1
         self.health.published += 1
         self.health.probes_last_success[probe_id] = timestamp
         if self._not_finite and self._not_finite.pop(probe_id, None) is not None:
@@ -313,7 +320,6 @@ class DriverBase:
     def _drop(
         self, probe_id: str, meters: Mapping[str, object], not_finite: tuple[str, ...]
     ) -> None:
-        self.dropped += 1
         self.health.dropped += 1
         values = ", ".join(f"{name}={meters[name]!r:.40}" for name in not_finite)
         if self._not_finite.get(probe_id) != not_finite:
