@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the project needs at run or test time (see bin/install-system-packages).
-APT_PACKAGES := pkg-config gcc python3-dev librrd-dev rrdtool rrdcached chromium fonts-dejavu-core ffmpeg prometheus logrotate
+APT_PACKAGES := pkg-config gcc python3-dev librrd-dev rrdtool rrdcached chromium fonts-dejavu-core ffmpeg prometheus logrotate victoria-metrics influxdb
 # Extras installed into the virtualenv: every daemon's, and all the tests need.
 EXTRAS := test,rrd,serial,gpu,keystone,keystone-test,ipmi,snmp
 # The versions the tests passed with; `make constraints` refreshes them.

@@ -4,7 +4,7 @@ A daemon or driver that needs an optional dependency checks it before use;
 when it is missing, the operator reads one line ending in
 ``pip install 'kwapi[rrd]'``, never a traceback. The drivers do it in their
 ``validate()``, kwapi-api when ``auth_strategy = keystone`` is configured
-(:mod:`kwapi.plugins.api.keystone`), kwapi-rrd before anything else, in
+(:mod:`kwapi.plugins.keystone`), kwapi-rrd before anything else, in
 :func:`kwapi_rrd`, its console script.
 """
 

@@ -43,10 +43,9 @@ def list_api_opts() -> OptList:
     """Options of kwapi-api: receiver, collector, REST API, authentication, streams, price.
 
     ``[keystone_authtoken]`` is keystonemiddleware's, registered only with
-    ``auth_strategy = keystone`` (:mod:`kwapi.plugins.api.keystone`).
+    ``auth_strategy = keystone`` (:mod:`kwapi.plugins.keystone`).
     """
-    from kwapi.plugins import streams
-    from kwapi.plugins.api import auth
+    from kwapi.plugins import auth, streams
     from kwapi.plugins.api import options as api_options
 
     return _default_group(
@@ -64,6 +63,19 @@ def list_rrd_opts() -> OptList:
     from kwapi.plugins.streams import stream_opts
 
     return _default_group(bus_options.receiver_opts, rrd_opts, stream_opts)
+
+
+def list_history_opts() -> OptList:
+    """Options of kwapi-history: receiver, web server, store, batches, spool, queries, auth.
+
+    ``[keystone_authtoken]`` is keystonemiddleware's, registered only with
+    ``auth_strategy = keystone`` (:mod:`kwapi.plugins.keystone`).
+    """
+    from kwapi.plugins import auth
+    from kwapi.plugins.history.options import history_opts
+    from kwapi.plugins.history.query_options import query_opts
+
+    return _default_group(bus_options.receiver_opts, history_opts, query_opts, auth.auth_opts)
 
 
 def list_ceilometer_opts() -> OptList:

@@ -29,6 +29,7 @@ DAEMONS = {
     "kwapi-forwarder": "kwapi.cmd.forwarder",
     "kwapi-api": "kwapi.cmd.api",
     "kwapi-rrd": "kwapi.cmd.rrd",
+    "kwapi-history": "kwapi.cmd.history",
 }
 
 
@@ -77,8 +78,8 @@ def registered(prog: str, argv: Sequence[str]) -> set[tuple[str, str]]:
         raise AssertionError(f"{prog}: serve() returned without calling service.prepare")
     finally:
         service.prepare = real_prepare
-    if prog == "kwapi-api" and conf.auth_strategy == "keystone":
-        from kwapi.plugins.api import auth
+    if prog in ("kwapi-api", "kwapi-history") and conf.auth_strategy == "keystone":
+        from kwapi.plugins import auth
 
         auth.wrap(lambda environ, start_response: [], conf)
     return option_names(conf) - oslo_config_own()

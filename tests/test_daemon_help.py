@@ -15,6 +15,7 @@ DAEMONS = {
     "kwapi-forwarder": "kwapi.cmd.forwarder",
     "kwapi-api": "kwapi.cmd.api",
     "kwapi-rrd": "kwapi.cmd.rrd",
+    "kwapi-history": "kwapi.cmd.history",
 }
 
 

@@ -1,9 +1,9 @@
 """`make run`: bin/kwapi-demo starts the whole stack on etc/kwapi/demo/ and Ctrl-C stops it.
 
-The demo listens where etc/kwapi/demo/ says (127.0.0.1:5000 and :8080, UDP
-18935, ipc:///tmp/kwapi-demo/): fixed addresses, so this test must not run
-beside a `make run` or another copy of itself (the suite runs serially; it
-is skipped when the ports are taken).
+The demo listens where etc/kwapi/demo/ says (127.0.0.1:5000, :5001, :8080,
+VictoriaMetrics on :18428, UDP 18935, ipc:///tmp/kwapi-demo/): fixed
+addresses, so this test must not run beside a `make run` or another copy of
+itself (the suite runs serially; it is skipped when the ports are taken).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -30,8 +31,18 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 API = "http://127.0.0.1:5000"
 RRD = "http://127.0.0.1:8080"
+HISTORY = "http://127.0.0.1:5001"
 READY = "Press Ctrl-C to stop every daemon."
-DAEMONS = ("demo-stream", "kwapi-drivers", "kwapi-forwarder", "kwapi-rrd", "kwapi-api")
+DAEMONS = (
+    "demo-stream",
+    "victoria-metrics",
+    "kwapi-drivers",
+    "kwapi-forwarder",
+    "kwapi-rrd",
+    "kwapi-api",
+    "kwapi-history",
+)
+DEMO_PORTS = (5000, 5001, 8080, 18428)
 
 
 def sessions_alive(sessions: set[int]) -> list[str]:
@@ -89,13 +100,34 @@ def probes_ready(since: float) -> dict | None:
     return probes
 
 
+def energy_command(lines: list[str]) -> list[str]:
+    """The `kwapi energy` command line the demo printed, as an argument list."""
+    (command,) = [
+        line.strip() for line in lines if line.strip().startswith(".venv/bin/kwapi energy")
+    ]
+    argv = shlex.split(command)
+    assert argv[argv.index("--api") + 1] == HISTORY, command
+    assert "--probe" in argv and "--start=-5m" in argv, command
+    return argv
+
+
+def demo_energy(argv: list[str]) -> dict | None:
+    """The JSON report of *argv* once every probe asked has samples, else None."""
+    result = subprocess.run([*argv, "--json"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert "Traceback" not in result.stderr, result.stderr
+    if result.returncode != 0:
+        return None
+    report = json.loads(result.stdout)
+    return report if all(p["samples"] > 1 for p in report["probes"].values()) else None
+
+
 @pytest.mark.skipif(
     not (shutil.which("ffmpeg") and shutil.which("ffprobe")), reason="ffmpeg is not installed"
 )
 @pytest.mark.timeout(240)
 def test_make_run_starts_the_demo_and_ctrl_c_stops_every_daemon():
-    if port_taken(5000) or port_taken(8080):
-        pytest.skip("127.0.0.1:5000 or :8080 is in use (a `make run` going on?)")
+    if any(map(port_taken, DEMO_PORTS)):
+        pytest.skip(f"a port of {DEMO_PORTS} is in use on 127.0.0.1 (a `make run` going on?)")
     started_at = time.time()
     # As `make run` does: $(BIN)/python bin/kwapi-demo, from the repository root.
     process = subprocess.Popen(
@@ -133,6 +165,11 @@ def test_make_run_starts_the_demo_and_ctrl_c_stops_every_daemon():
             30,
             "demo-host's graph on the rrd page",
         )
+
+        # The `kwapi energy` command it prints works on what kwapi-history wrote.
+        command = energy_command(output.lines)
+        report = wait_for(lambda: demo_energy(command), 60, "the demo's energy from kwapi-history")
+        assert report["probes"]["demo-node-1"]["kwh"] > 0, report
 
         process.send_signal(signal.SIGINT)  # Ctrl-C
         assert process.wait(60) == 0, output.text()

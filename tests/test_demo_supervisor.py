@@ -1,6 +1,6 @@
 """bin/kwapi-demo leaves nothing behind, however it ends, and runs once per folder.
 
-Each test runs the real bin/kwapi-demo (the five processes of `make run` and
+Each test runs the real bin/kwapi-demo (the seven processes of `make run` and
 its watchdog) on a folder and ports of its own (--run-dir, --log-dir, --port),
 so that it can run beside a `make run`.  "Everything stopped" means: none of
 the processes that the demo started (recorded by pid and start time from
@@ -44,7 +44,15 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "bin" / "kwapi-demo"
 READY = "Press Ctrl-C to stop every daemon."
-CHILDREN = ("demo-stream", "kwapi-drivers", "kwapi-forwarder", "kwapi-rrd", "kwapi-api")
+CHILDREN = (
+    "demo-stream",
+    "victoria-metrics",
+    "kwapi-drivers",
+    "kwapi-forwarder",
+    "kwapi-rrd",
+    "kwapi-api",
+    "kwapi-history",
+)
 STOP_WITHIN = 30.0  # seconds: the daemons stop in one or two; a loaded machine is slower
 
 
@@ -119,7 +127,7 @@ class Demo:
     log_dir: Path
     tcp_ports: list[int]
     output: bytes = b""
-    children: dict[int, int] = field(default_factory=dict)  # its five and its watchdog
+    children: dict[int, int] = field(default_factory=dict)  # its seven and its watchdog
     family: dict[int, int] = field(default_factory=dict)  # and their descendants
 
     def close_output(self) -> None:
@@ -156,7 +164,7 @@ class Demo:
         self.family = descendants(self.process.pid)
         names = re.findall(r"^started (\S+) \(pid (\d+)\)", self.text(), flags=re.MULTILINE)
         assert sorted(name for name, _ in names) == sorted(CHILDREN), self.text()
-        # The five children of `make run` and the watchdog.
+        # The seven children of `make run` and the watchdog.
         assert {int(pid) for _, pid in names} < set(self.children), (self.children, self.text())
         assert len(self.children) == len(CHILDREN) + 1, self.children
 
@@ -192,7 +200,7 @@ def demo_factory() -> Iterator[Callable[..., Demo]]:
             folder = short_tmpdir()  # ipc:// paths must be short
             folders.append(folder)
             run_dir, log_dir = Path(folder) / "run", Path(folder) / "logs"
-            ports = {name: free_tcp_port() for name in demo_port_names()}
+            ports = {name: free_tcp_port() for name in [*demo_port_names(), "store"]}
             tcp_ports = list(ports.values())
             ports["stream"] = free_udp_port()
             argv = [

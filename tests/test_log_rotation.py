@@ -131,6 +131,6 @@ def test_the_postrotate_script_is_valid_shell():
     text = LOGROTATE_CONF.read_text()
     script = text.split("postrotate\n", 1)[1].split("endscript", 1)[0]
     assert "kill --signal=HUP --kill-whom=main 'kwapi-*.service'" in script
-    assert "pkill -HUP -x 'kwapi-(drivers|forwarder|api|rrd)'" in script
+    assert "pkill -HUP -x 'kwapi-(drivers|forwarder|api|rrd|history)'" in script
     result = subprocess.run(["sh", "-n"], input=script, capture_output=True, text=True, timeout=10)
     assert result.returncode == 0, result.stderr

@@ -43,6 +43,22 @@ def test_rrd_web_server_defaults():
     assert rrd.rrd_port == 8080
 
 
+def test_history_defaults():
+    history = resolved_defaults(opts.list_history_opts)
+    assert (history.history_host, history.history_port) == ("127.0.0.1", 5001)
+    assert history.store_write_url == "http://127.0.0.1:8428/write"
+    assert history.store_query_url == "http://127.0.0.1:8428"
+    assert history.store_measurement == "kwapi" and history.store_precision == "ms"
+    assert history.spool_dir == "/var/lib/kwapi/history-spool"
+    assert history.spool_max_bytes == 1024**3
+    assert (history.batch_size, history.flush_interval) == (5000, 1.0)
+    # The same integration rule as kwapi-api's, and the same authentication.
+    api = resolved_defaults(opts.list_api_opts)
+    assert history.max_gap == api.max_gap
+    assert history.auth_strategy == api.auth_strategy == "noauth"
+    assert history.probes_endpoint == api.probes_endpoint
+
+
 def test_bus_endpoints_default_to_ipc_and_chain_up():
     drivers = resolved_defaults(opts.list_drivers_opts)
     forwarder = resolved_defaults(opts.list_forwarder_opts)

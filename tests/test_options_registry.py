@@ -32,7 +32,7 @@ from tests.registered_options import option_names
 
 ROOT = Path(__file__).parent.parent
 ETC = ROOT / "etc" / "kwapi"
-DAEMONS = ["drivers", "forwarder", "api", "rrd"]
+DAEMONS = ["drivers", "forwarder", "api", "rrd", "history"]
 
 Names = set[tuple[str, str]]
 
@@ -112,25 +112,27 @@ def test_daemon_registers_what_its_sample_lists(name, tmp_path):
     assert sample_names(name) == generated_names(name)
 
 
-def test_api_registers_its_sample_but_keystone_authtoken_at_start(tmp_path):
-    registered = registered_names("kwapi-api", config(tmp_path), tmp_path)
-    sample = sample_names("api") - GLOBAL_CONF_ONLY
+@pytest.mark.parametrize("name", ["api", "history"])
+def test_api_registers_its_sample_but_keystone_authtoken_at_start(name, tmp_path):
+    registered = registered_names(f"kwapi-{name}", config(tmp_path), tmp_path)
+    sample = sample_names(name) - GLOBAL_CONF_ONLY
     assert {group for group, _ in sample} == {"DEFAULT", "keystone_authtoken"}
     assert registered == {(group, option) for group, option in sample if group == "DEFAULT"}
 
 
-def test_api_with_keystone_registers_keystone_authtoken_too(tmp_path):
+@pytest.mark.parametrize("name", ["api", "history"])
+def test_api_with_keystone_registers_keystone_authtoken_too(name, tmp_path):
     # auth_type none: the middleware starts without a Keystone to ask.
     path = config(tmp_path, "auth_strategy = keystone\n[keystone_authtoken]\nauth_type = none\n")
-    registered = registered_names("kwapi-api", path, tmp_path)
+    registered = registered_names(f"kwapi-{name}", path, tmp_path)
     # The options of the auth_type chosen, which no sample can list.
     plugin = {("keystone_authtoken", opt.dest) for opt in get_auth_plugin_conf_options("none")}
     library_own = {
         (group, option) for group, option in registered if group in KEYSTONEMIDDLEWARE_OWN
     }
     assert plugin <= registered
-    assert registered - plugin - library_own == sample_names("api") - GLOBAL_CONF_ONLY
-    assert sample_names("api") == generated_names("api")
+    assert registered - plugin - library_own == sample_names(name) - GLOBAL_CONF_ONLY
+    assert sample_names(name) == generated_names(name)
 
 
 def test_ceilometer_pollsters_register_what_their_sample_lists():

@@ -18,6 +18,7 @@ def test_there_is_a_sample_per_daemon():
         "forwarder",
         "api",
         "rrd",
+        "history",
     }
 
 

@@ -17,6 +17,7 @@ def test_every_daemon_has_a_unit():
         "kwapi-api",
         "kwapi-drivers",
         "kwapi-forwarder",
+        "kwapi-history",
         "kwapi-rrd",
     ]
 

@@ -15,7 +15,7 @@ import zmq
 from oslo_config import cfg, types
 
 from kwapi.bus.curve import CurveClient, CurveKeyError, CurveServer, load_secret_certificate
-from kwapi.bus.protocol import Measurement, is_valid_probe_id
+from kwapi.bus.protocol import Message, is_valid_probe_id
 from kwapi.bus.publisher import Publisher
 from kwapi.bus.receiver import MessageValidator, Receiver
 from kwapi.bus.signing import Signer, Verifier
@@ -217,7 +217,7 @@ def make_publisher(
 
 def make_receiver(
     conf: cfg.ConfigOpts,
-    handler: Callable[[Measurement], None],
+    handler: Callable[[Message], None],
     context: zmq.Context[zmq.Socket[bytes]] | None = None,
 ) -> Receiver:
     """Build (not start) a receiver from the options; raise ConfigError if invalid."""

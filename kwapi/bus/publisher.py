@@ -7,7 +7,7 @@ import threading
 import zmq
 
 from kwapi.bus.curve import CurveClient, CurveServer
-from kwapi.bus.protocol import Measurement
+from kwapi.bus.protocol import Message
 from kwapi.bus.signing import Signer
 
 
@@ -49,15 +49,15 @@ class Publisher:
         self.endpoint = endpoint
         self.sent = 0
 
-    def frames(self, measurement: Measurement) -> list[bytes]:
-        """Return the frames that carry *measurement* (topic, payload, signature)."""
+    def frames(self, measurement: Message) -> list[bytes]:
+        """Return the frames that carry *measurement* or a batch (topic, payload, signature)."""
         topic, payload = measurement.encode()
         if self._signer is None:
             return [topic, payload]
         return [topic, payload, self._signer.sign(payload)]
 
-    def publish(self, measurement: Measurement) -> None:
-        """Encode, sign and send *measurement*; safe to call from any thread."""
+    def publish(self, measurement: Message) -> None:
+        """Encode, sign and send *measurement* or a batch; safe to call from any thread."""
         frames = self.frames(measurement)
         with self._lock:
             self._socket.send_multipart(frames)

@@ -53,7 +53,8 @@ def serve(argv: list[str] | None = None) -> int:
         if health is not None:
             health.shutdown()
         publisher.close()
-    LOG.info("stopped; %d measurement(s) published", publisher.sent)
+    samples = sum(state.health.published for state in manager.states())
+    LOG.info("stopped; %d measurement(s) published in %d message(s)", samples, publisher.sent)
     return 0
 
 

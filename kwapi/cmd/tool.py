@@ -2,7 +2,8 @@
 
 ``kwapi tail`` subscribes to a driver or forwarder endpoint and prints each
 measurement as it arrives, marking those that fail verification and why;
-``kwapi keygen`` makes CURVE key pairs for encrypted buses.
+``kwapi keygen`` makes CURVE key pairs for encrypted buses; ``kwapi energy``
+asks kwapi-history for the energy of probes over a time range.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ import zmq
 
 from kwapi import __version__
 from kwapi.bus.curve import CurveClient, CurveKeyError
-from kwapi.bus.protocol import is_valid_probe_id, topic_for
+from kwapi.bus.protocol import Batch, is_valid_probe_id, topic_for
 from kwapi.bus.receiver import MessageValidator, Rejected
 from kwapi.bus.signing import Verifier
-from kwapi.cmd import keygen
+from kwapi.cmd import energy, keygen
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     tail.add_argument("--secret-key", help="CURVE secret key file to connect with")
     keygen.add_parser(commands)
+    energy.add_parser(commands)
     return parser
 
 
@@ -126,9 +128,29 @@ def describe(frames: Sequence[bytes], validator: MessageValidator) -> str:
     except Rejected as exc:
         topic = frames[0][:64].decode("utf-8", "replace") if frames else ""
         return f"REJECTED {topic!r} {exc.reason}: {exc.detail}"
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(measurement.timestamp))
-    fraction = f"{measurement.timestamp % 1:.3f}"[1:]
-    return f"{measurement.probe_id} {stamp}{fraction} {format_meters(dict(measurement.meters))}"
+    if isinstance(measurement, Batch):
+        return describe_batch(measurement)
+    stamp = format_time(measurement.timestamp)
+    return f"{measurement.probe_id} {stamp} {format_meters(dict(measurement.meters))}"
+
+
+def format_time(timestamp: float) -> str:
+    """*timestamp* as local date and time to the millisecond."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+    return stamp + f"{timestamp % 1:.3f}"[1:]
+
+
+def describe_batch(batch: Batch) -> str:
+    """One line for a batch: its span, its size and each meter's last, min and max."""
+    span = batch.timestamp - batch.first_timestamp
+    summary = " ".join(
+        f"{name}={values[-1]:g} (min {min(values):g}, max {max(values):g})"
+        for name, values in sorted(batch.meters.items())
+    )
+    return (
+        f"{batch.probe_id} {format_time(batch.timestamp)} batch of {len(batch)} "
+        f"over {span:.3f} s: {summary}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -138,3 +160,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(tail(args))
     if args.command == "keygen":
         sys.exit(keygen.keygen(args))
+    if args.command == "energy":
+        sys.exit(energy.energy(args))

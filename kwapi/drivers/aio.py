@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import time
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from kwapi.drivers.base import DEVICE_FAILURES, Backoff, DriverBase, Pacer, Readings
+from kwapi.drivers.base import DEVICE_FAILURES, Backoff, DriverBase, Pacer, Readings, Round
 
 
 class EventLoopThread:
@@ -85,6 +87,11 @@ class AsyncDriver(DriverBase):
         """Return one reading per probe read, keyed by probe id."""
         raise NotImplementedError
 
+    async def read_rounds(self) -> Sequence[Round]:
+        """Return rounds of readings with their Unix times: :meth:`read`'s, stamped now."""
+        readings = await self.read()
+        return [(time.time(), readings)]
+
     async def teardown(self) -> None:
         """Release what setup opened; must not raise."""
 
@@ -126,6 +133,7 @@ class AsyncDriver(DriverBase):
             self.log.error("wattmeter %s: driver crashed: %r", self.wattmeter, exc, exc_info=True)
         finally:
             await self._safe_teardown()
+            self.final_flush()
 
     async def _run_with_retries(self) -> None:
         backoff = self.new_backoff()
@@ -141,14 +149,26 @@ class AsyncDriver(DriverBase):
             delay = backoff.next_delay()
             self.report_failure(failure, delay)
             await self._safe_teardown()
+            self.flush()
             await self._sleep(delay)
 
     async def _read_loop(self, backoff: Backoff) -> None:
         pacer = Pacer(self.params.interval, self.wattmeter)
         while not self.stop_event.is_set():
-            self.publish_readings(await self.read())
+            self.publish_rounds(await self.read_rounds())
             backoff.reset()
-            await self._sleep(pacer.delay())
+            await self._pause(pacer.delay())
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait *seconds* unless stopped, publishing the buffered samples when due."""
+        end = time.monotonic() + seconds
+        while not self.stop_event.is_set():
+            due = self.flush_due()
+            if due is None or due > end:
+                await self._sleep(max(0.0, end - time.monotonic()))
+                return
+            await self._sleep(max(0.0, due - time.monotonic()))
+            self.flush(only_due=True)
 
     async def _sleep(self, seconds: float) -> None:
         """Wait *seconds* unless the driver was asked to stop (stop() cancels the wait)."""

@@ -4,7 +4,9 @@ A driver subclass declares its parameters as a pydantic model and
 implements :meth:`Driver.setup`, :meth:`Driver.read` and, if it holds a
 resource, :meth:`Driver.teardown` (coroutines for an
 :class:`kwapi.drivers.aio.AsyncDriver`).  The base class paces readings, stamps,
-signs and publishes them, and survives a device that goes away: a
+signs and publishes them (one message per reading, or with ``batch`` > 0
+each probe's readings of ``batch`` seconds as one batched message, see
+:mod:`kwapi.drivers.batching`), and survives a device that goes away: a
 :class:`DeviceError` (or an OSError) is logged once, the device is torn down
 and set up again with capped exponential backoff.  A reading that is not a
 finite number (NaN, infinity) is not published: that probe's measurement is
@@ -23,11 +25,12 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Final
 
 import pydantic
 
-from kwapi.bus.protocol import Measurement, finite_number
+from kwapi.bus.protocol import Measurement, Message, finite_number
+from kwapi.drivers.batching import Batcher
 
 LOG = logging.getLogger(__name__)
 
@@ -107,12 +110,27 @@ class SectionError(ValueError):
         self.key = key
 
 
+#: The shortest interval between readings, for drivers that can read that fast.
+MIN_INTERVAL: Final = 0.001
+#: The longest ``batch``: samples older than that would wait too long for a dashboard.
+MAX_BATCH_SECONDS: Final = 60.0
+
+
 class DriverParameters(pydantic.BaseModel):
     """Parameters every driver accepts; subclasses add their own fields."""
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
-    interval: float = pydantic.Field(1.0, gt=0, description="Seconds between readings.")
+    interval: float = pydantic.Field(
+        1.0, ge=MIN_INTERVAL, description="Seconds between readings (0.001 at least)."
+    )
+    batch: float = pydantic.Field(
+        0.0,
+        ge=0,
+        le=MAX_BATCH_SECONDS,
+        description="Seconds of readings each probe sends as one batched message "
+        "(0: each reading at once).",
+    )
     max_backoff: float = pydantic.Field(
         10.0, gt=0, description="Longest wait, in seconds, between tries to reach the device."
     )
@@ -120,9 +138,11 @@ class DriverParameters(pydantic.BaseModel):
 
 # Meters per probe; a None key (a position nobody watches) is not published.
 Readings = Mapping[str | None, Mapping[str, float]]
+# Readings with the Unix time they were taken, for drivers whose device stamps them.
+Round = tuple[float, Readings]
 # What a device that goes away raises: logged once, then retried with backoff.
 DEVICE_FAILURES = (DeviceError, OSError, TimeoutError)
-PublishFunc = Callable[[Measurement], None]
+PublishFunc = Callable[[Message], None]
 
 
 class Backoff:
@@ -156,30 +176,58 @@ class Backoff:
 RETRY_JITTER = 0.5
 
 
+#: Energy counters (Rapl, Nvml): one that has not moved for this many seconds
+#: is published as such (0 W); a shorter standstill is the hardware not having
+#: updated it yet, read faster than it updates: no sample until it moves.
+COUNTER_HOLD: Final = 0.5
+#: How far behind its deadlines a driver may fall and still catch up (see Pacer).
+MAX_CATCH_UP: Final = 1.0
+
+
+def grid_phase(interval: float, name: str) -> float:
+    """Where, within *interval*, wattmeter *name* reads: spread by a checksum of the name."""
+    return zlib.crc32(name.encode()) / 2**32 * interval
+
+
 class Pacer:
-    """Deadlines every *interval* seconds on a grid of its own, skipping missed ones.
+    """Deadlines every *interval* seconds on a grid of its own, without drift.
 
     The first reading is at once; the next ones fall on a grid whose phase
     comes from *name*, so that many wattmeters of the same interval spread
-    over it instead of all reading in the same millisecond.  Two readings
-    are never less than half an interval apart.
+    over it instead of all reading in the same millisecond.  A reading that
+    comes late does not move the grid: the next readings catch up, planned
+    at least half an interval apart, so that the count of readings over a
+    minute is the minute divided by the interval.  A driver more than
+    :data:`MAX_CATCH_UP` seconds (or one interval, if longer) behind skips
+    the deadlines it missed and goes back to the grid, half an interval
+    away at least.  *clock* is the monotonic clock, a parameter for the tests.
     """
 
-    def __init__(self, interval: float, name: str) -> None:
+    def __init__(
+        self, interval: float, name: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.interval = interval
-        self.phase = zlib.crc32(name.encode()) / 2**32 * interval
+        self.clock = clock
+        self.phase = grid_phase(interval, name)
         self.deadline: float | None = None
+        self.wake = 0.0  # when the next reading is planned
+        self.called = 0.0  # when delay() was last called
+        self.max_lag = max(MAX_CATCH_UP, interval)
 
     def delay(self) -> float:
-        """Seconds from now until the next deadline, to wait after a reading."""
-        now = time.monotonic()
-        if self.deadline is not None and self.deadline + self.interval >= now:
+        """Seconds from now until the next reading, to wait after a reading."""
+        now = self.clock()
+        if self.deadline is not None and now - (self.deadline + self.interval) <= self.max_lag:
             self.deadline += self.interval
-        else:  # the first reading, or fell behind: a point of the grid
+            last = max(self.wake, self.called)  # when the reading just taken began
+            self.wake = max(self.deadline, last + self.interval / 2)
+        else:  # the first reading, or fell far behind: a point of the grid
             self.deadline = now + (self.phase - now) % self.interval
             if self.deadline - now < self.interval / 2:  # keep readings apart
                 self.deadline += self.interval
-        return self.deadline - now
+            self.wake = self.deadline
+        self.called = now
+        return max(0.0, self.wake - now)
 
 
 class DriverBase:
@@ -217,6 +265,14 @@ class DriverBase:
         # Probes whose last reading was dropped, with the meters that were not finite.
         self._not_finite: dict[str, tuple[str, ...]] = {}
         self._last_error: str | None = None
+        # With batch > 0: the buffered samples, and a lock for drivers that
+        # publish from several threads (Ffprobe's workers).
+        self._batcher: Batcher | None = None
+        if parameters.batch > 0:
+            phase = grid_phase(parameters.interval, wattmeter) + parameters.interval / 2
+            self._batcher = Batcher(parameters.batch, phase)
+        self._batch_lock = threading.Lock()
+        self._stale: set[str] = set()  # probes whose last sample was not newer than the one before
 
     @classmethod
     def validate(cls, probe_ids: Sequence[str | None], parameters: DriverParameters) -> None:
@@ -230,12 +286,12 @@ class DriverBase:
 
     @property
     def published(self) -> int:
-        """Measurements this wattmeter published (across restarts under a driver manager)."""
+        """Samples this wattmeter published (across restarts under a driver manager)."""
         return self.health.published
 
     @property
     def dropped(self) -> int:
-        """Measurements dropped because a meter was not a finite number."""
+        """Samples dropped: a meter not a finite number, or (batched) a timestamp not newer."""
         return self.health.dropped
 
     # -- what the driver manager calls ---------------------------------------
@@ -259,32 +315,81 @@ class DriverBase:
     # -- shared by the reading loops ------------------------------------------
 
     def publish(self, probe_id: str, meters: Mapping[str, float], timestamp: float) -> None:
-        """Stamp and publish one probe's meters; drop them if one is not a finite number.
+        """Publish one probe's meters at *timestamp*, or buffer them (``batch`` > 0).
 
-        A dropped measurement is logged as a warning the first time, at debug
-        level while the same meters stay non-finite, and once more when the
-        probe reads finite numbers again.
+        Meters that are not all finite numbers are dropped: logged as a
+        warning the first time, at debug level while the same meters stay
+        non-finite, and once more when the probe reads finite numbers again.
+        Batched, a sample not newer than the probe's previous one is dropped
+        too (a batch's timestamps must increase).
         """
         not_finite = tuple(name for name, value in meters.items() if finite_number(value) is None)
         if not_finite:
             self._drop(probe_id, meters, not_finite)
             return
-        self._publish(Measurement(probe_id, timestamp, dict(meters)))
-        self.health.published += 1
-        self.health.probes_last_success[probe_id] = timestamp
+        if self._batcher is None:
+            self._send(Measurement(probe_id, timestamp, dict(meters)))
+        else:
+            with self._batch_lock:
+                if not self._batcher.is_newer(probe_id, timestamp):
+                    self._drop_stale(probe_id, timestamp)
+                    return
+                self._stale.discard(probe_id)
+                for batch in self._batcher.add(probe_id, timestamp, meters):
+                    self._send(batch)
         if self._not_finite and self._not_finite.pop(probe_id, None) is not None:
             self.log.warning(
                 "wattmeter %s: probe %s reads finite numbers again", self.wattmeter, probe_id
             )
 
+    def flush_due(self) -> float | None:
+        """When the buffered samples must be published (time.monotonic()), or None."""
+        return None if self._batcher is None else self._batcher.due
+
+    def flush(self, only_due: bool = False) -> None:
+        """Publish every buffered sample now (*only_due*: if their window has ended)."""
+        if self._batcher is None:
+            return
+        with self._batch_lock:
+            due = self._batcher.due
+            if due is None or (only_due and time.monotonic() < due):
+                return
+            for batch in self._batcher.flush():
+                self._send(batch)
+
+    def final_flush(self) -> None:
+        """Publish what is buffered as the driver ends; log, never raise."""
+        try:
+            self.flush()
+        except Exception as exc:
+            self.log.error(
+                "wattmeter %s: buffered samples lost: %r", self.wattmeter, exc, exc_info=True
+            )
+
+    def _send(self, message: Message) -> None:
+        """Hand one message to the bus; count its samples."""
+        self._publish(message)
+        self.health.published += len(message)
+        self.health.probes_last_success[message.probe_id] = message.timestamp
+
     def publish_readings(self, readings: Readings) -> None:
         """Publish one round of readings, stamped now; note a device that came back."""
-        timestamp = time.time()
-        for probe_id, meters in readings.items():
-            if probe_id is not None and meters:
-                self.publish(probe_id, meters, timestamp)
+        self.publish_rounds([(time.time(), readings)])
+
+    def publish_rounds(self, rounds: Sequence[Round]) -> None:
+        """Publish rounds of readings at their own timestamps; note a device that came back.
+
+        No round at all (a device that had nothing new) publishes nothing and
+        is not a sign of life.
+        """
+        for timestamp, readings in rounds:
+            for probe_id, meters in readings.items():
+                if probe_id is not None and meters:
+                    self.publish(probe_id, meters, timestamp)
+        if not rounds:
+            return
         self.last_reading_at = time.monotonic()
-        self.health.last_success = timestamp
+        self.health.last_success = time.time()
         self.health.up = True
         self.health.backoff = 0.0
         if self.failing:
@@ -315,6 +420,19 @@ class DriverBase:
         """The backoff between tries to reach the device, jittered."""
         return Backoff(
             initial=min(1.0, self.params.interval), cap=self.params.max_backoff, jitter=RETRY_JITTER
+        )
+
+    def _drop_stale(self, probe_id: str, timestamp: float) -> None:
+        """Drop a batched sample whose timestamp is not newer than the probe's previous one."""
+        self.health.dropped += 1
+        level = logging.DEBUG if probe_id in self._stale else logging.WARNING
+        self._stale.add(probe_id)
+        self.log.log(
+            level,
+            "wattmeter %s: probe %s: dropping a sample at %.6f, not newer than the one before",
+            self.wattmeter,
+            probe_id,
+            timestamp,
         )
 
     def _drop(
@@ -353,6 +471,15 @@ class Driver(DriverBase, threading.Thread):
         """Return one reading per probe read, keyed by probe id."""
         raise NotImplementedError
 
+    def read_rounds(self) -> Sequence[Round]:
+        """Return rounds of readings with their Unix times: :meth:`read`'s, stamped now.
+
+        A driver whose device stamps its own measurements, or delivers many
+        at a time, overrides this instead of :meth:`read`.
+        """
+        readings = self.read()
+        return [(time.time(), readings)]
+
     def teardown(self) -> None:
         """Release what setup opened; must not raise."""
 
@@ -377,6 +504,7 @@ class Driver(DriverBase, threading.Thread):
             self.log.error("wattmeter %s: driver crashed: %r", self.wattmeter, exc, exc_info=True)
         finally:
             self._safe_teardown()
+            self.final_flush()
 
     def _run_with_retries(self) -> None:
         backoff = self.new_backoff()
@@ -393,14 +521,27 @@ class Driver(DriverBase, threading.Thread):
             delay = backoff.next_delay()
             self.report_failure(failure, delay)
             self._safe_teardown()
+            self.flush()
             self.stop_event.wait(delay)
 
     def _read_loop(self, backoff: Backoff) -> None:
         pacer = Pacer(self.params.interval, self.wattmeter)
         while not self.stop_event.is_set():
-            self.publish_readings(self.read())
+            self.publish_rounds(self.read_rounds())
             backoff.reset()
-            self.stop_event.wait(pacer.delay())
+            self._pause(pacer.delay())
+
+    def _pause(self, seconds: float) -> None:
+        """Wait *seconds* or until stopped, publishing the buffered samples when due."""
+        end = time.monotonic() + seconds
+        while True:
+            due = self.flush_due()
+            if due is None or due > end:
+                self.stop_event.wait(max(0.0, end - time.monotonic()))
+                return
+            if self.stop_event.wait(max(0.0, due - time.monotonic())):
+                return
+            self.flush(only_due=True)
 
     def _safe_teardown(self) -> None:
         try:

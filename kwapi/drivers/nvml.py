@@ -2,10 +2,15 @@
 
 Each probe is one GPU, by index.  Where the GPU has a total energy counter
 (``nvmlDeviceGetTotalEnergyConsumption``, millijoules, Volta and later) the
-published watts are the energy used since the previous reading divided by
+published watts are the energy used since the previous sample divided by
 the time elapsed: an exact average over the interval, whatever happened
-between two readings.  Otherwise, and for the first reading, the watts are
-``nvmlDeviceGetPowerUsage`` (milliwatts, the board's own recent average).
+between two readings.  Read faster than the GPU updates its counter, a
+reading that finds it unmoved gives no sample (for up to
+:data:`~kwapi.drivers.base.COUNTER_HOLD` seconds), so samples come at the
+GPU's own update rate and no energy is lost or counted twice.  Otherwise,
+and for the first reading, the watts are ``nvmlDeviceGetPowerUsage``
+(milliwatts, the board's own recent average, which repeats when read faster
+than the GPU refreshes it).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Annotated, Any
 import pydantic
 
 from kwapi.bus.protocol import POWER_METER
-from kwapi.drivers.base import DeviceError, Driver, DriverParameters, Readings
+from kwapi.drivers.base import COUNTER_HOLD, DeviceError, Driver, DriverParameters, Readings
 
 INSTALL_HINT = "the Nvml driver needs nvidia-ml-py: pip install 'kwapi[gpu]'"
 
@@ -172,7 +177,8 @@ class NvmlDriver(Driver):
             if gpu.error is not None:
                 self.log.warning("wattmeter %s: GPU %d is back", self.wattmeter, gpu.index)
                 gpu.error = None
-            readings[probe_id] = {POWER_METER: watts}
+            if watts is not None:
+                readings[probe_id] = {POWER_METER: watts}
         self._report(failures)
         return readings
 
@@ -199,7 +205,8 @@ class NvmlDriver(Driver):
                 )
                 gpu.error = reason
 
-    def _watts(self, gpu: Gpu) -> float:
+    def _watts(self, gpu: Gpu) -> float | None:
+        """The GPU's watts now; None when its energy counter has not updated yet."""
         pynvml = self._nvml
         if gpu.has_energy:
             try:
@@ -208,11 +215,13 @@ class NvmlDriver(Driver):
                 gpu.has_energy = False
             else:
                 now = time.monotonic()
-                previous, previous_time = gpu.last_mj, gpu.last_time
+                previous, elapsed = gpu.last_mj, now - gpu.last_time
+                if previous is not None and energy == previous and elapsed < COUNTER_HOLD:
+                    return None  # read faster than the GPU updates: wait for it
                 gpu.last_mj, gpu.last_time = energy, now
-                if previous is not None and energy > previous and now - previous_time > 1e-3:
-                    return float(round((energy - previous) / 1000.0 / (now - previous_time), 3))
-        # First reading, no counter, or a counter that did not move or was reset.
+                if previous is not None and energy > previous and elapsed > 0:
+                    return float(round((energy - previous) / 1000.0 / elapsed, 3))
+        # First reading, no counter, or a counter that stood still or was reset.
         return float(pynvml.nvmlDeviceGetPowerUsage(gpu.handle)) / 1000.0
 
     def teardown(self) -> None:

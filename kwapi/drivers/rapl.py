@@ -4,8 +4,12 @@ Every zone of /sys/class/powercap counts the energy it used in
 ``energy_uj`` (microjoules), a counter that wraps at ``max_energy_range_uj``.
 The driver reads the counters every interval and publishes the energy used
 since the previous reading divided by the time elapsed on its own monotonic
-clock.  ``intel-rapl-mmio`` zones repeat the package counters through another
-interface and are ignored.
+clock.  The hardware updates a counter about every millisecond: read faster
+than it moves, a counter that has not moved since the previous sample gives
+no sample (for up to :data:`COUNTER_HOLD` seconds, then 0 W), and the next
+sample spans the whole time since the previous one, so that no energy is
+lost or counted twice at any rate.  ``intel-rapl-mmio`` zones repeat the
+package counters through another interface and are ignored.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import pydantic
 from kwapi.bus.protocol import POWER_METER
 from kwapi.drivers.base import (
     AUTHENTICATION,
+    COUNTER_HOLD,
     DEVICE_GONE,
     DeviceError,
     Driver,
@@ -69,6 +74,23 @@ class Zone:
     max_range_uj: int
     last_uj: int | None = None
     last_time: float = 0.0
+
+    def watts(self, counter: int, now: float) -> float | None:
+        """Power since the previous sample, from *counter* read at *now*; None for no sample.
+
+        The first reading only sets the baseline; a counter that has not
+        moved for less than :data:`COUNTER_HOLD` gives no sample and keeps it.
+        """
+        previous, elapsed = self.last_uj, now - self.last_time
+        if previous is not None and (
+            elapsed <= 0 or (counter == previous and elapsed < COUNTER_HOLD)
+        ):
+            return None
+        self.last_uj, self.last_time = counter, now
+        if previous is None:
+            return None
+        delta = energy_delta(previous, counter, self.max_range_uj)
+        return round(delta / 1e6 / elapsed, 3)
 
 
 def discover_zones(root: str, kinds: Sequence[str]) -> list[Zone]:
@@ -182,12 +204,9 @@ class RaplDriver(Driver):
                 self._discover()
                 raise
             now = time.monotonic()
-            previous, previous_time = zone.last_uj, zone.last_time
-            zone.last_uj, zone.last_time = counter, now
-            if previous is None or now - previous_time <= 1e-3:
-                continue  # the first reading only sets the baseline
-            delta = energy_delta(previous, counter, zone.max_range_uj)
-            readings[probe_id] = {POWER_METER: round(delta / 1e6 / (now - previous_time), 3)}
+            watts = zone.watts(counter, now)
+            if watts is not None:
+                readings[probe_id] = {POWER_METER: watts}
         return readings
 
     def teardown(self) -> None:

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import math
 
+from oslo_config import cfg
+
 JOULES_PER_KWH = 3.6e6
+
+#: The gap rule's option, the same in every daemon that integrates energy.
+max_gap_opt = cfg.FloatOpt(
+    "max_gap",
+    default=120.0,
+    min=0.0,
+    help="Longest interval, in seconds of the drivers' clock, between two power "
+    "readings of a probe that is integrated into its energy; a longer one is "
+    "skipped and counted as a gap.",
+)
 
 
 def integrate(w_prev: float, w_new: float, seconds: float) -> float:

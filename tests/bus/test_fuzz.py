@@ -2,6 +2,7 @@
 accepts nothing invalid, never accepts a replay, counts each rejection under
 its reason, and accepted + rejected always add up."""
 
+import itertools
 import json
 import math
 from collections import Counter
@@ -9,7 +10,14 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kwapi.bus.protocol import Measurement, is_valid_meter_name, is_valid_probe_id, topic_for
+from kwapi.bus.protocol import (
+    Batch,
+    Measurement,
+    Message,
+    is_valid_meter_name,
+    is_valid_probe_id,
+    topic_for,
+)
 from kwapi.bus.receiver import MessageValidator, Receiver, Rejected
 from kwapi.bus.signing import Signer, Verifier
 
@@ -43,7 +51,19 @@ def payloads(draw):
         )
     if draw(st.booleans()):
         body["w"] = draw(st.sampled_from([1.5, math.inf, -math.inf, math.nan, 10**500, "1"]))
+    if draw(st.booleans()):
+        # The batched form: timestamps and lists, right or wrong.
+        length = draw(st.integers(0, 4))
+        body["timestamps"] = draw(
+            st.lists(st.floats(NOW - 400, NOW + 400) | st.sampled_from(samples), max_size=length)
+            | st.just(sorted(draw(st.lists(st.floats(NOW - 200, NOW + 200), max_size=length))))
+        )
+        body["w"] = draw(st.lists(st.floats(-1e3, 1e3) | st.sampled_from(samples), max_size=4))
     return json.dumps(body, allow_nan=True).encode()
+
+
+#: Values that are not finite numbers, or not numbers at all.
+samples = [math.nan, math.inf, "1", True, None, [1.0], 10**500]
 
 
 @st.composite
@@ -125,14 +145,30 @@ def replay_sessions(draw) -> list[tuple[list[bytes], str | None]]:
     return session
 
 
-def is_acceptable(measurement: Measurement) -> bool:
+def is_acceptable(message: Message) -> bool:
+    """The rules of doc/protocol.rst, either form, written from the document."""
+    if isinstance(message, Batch):
+        times = list(message.timestamps)
+        return (
+            is_valid_probe_id(message.probe_id)
+            and 1 <= len(times) <= 4096
+            and all(abs(t - NOW) <= 300 for t in times)
+            and all(a < b for a, b in itertools.pairwise(times))
+            and bool(message.meters)
+            and all(
+                is_valid_meter_name(name)
+                and len(values) == len(times)
+                and all(isinstance(v, float) and math.isfinite(v) for v in values)
+                for name, values in message.meters.items()
+            )
+        )
     return (
-        is_valid_probe_id(measurement.probe_id)
-        and abs(measurement.timestamp - NOW) <= 300
-        and bool(measurement.meters)
+        is_valid_probe_id(message.probe_id)
+        and abs(message.timestamp - NOW) <= 300
+        and bool(message.meters)
         and all(
             is_valid_meter_name(name) and math.isfinite(value)
-            for name, value in measurement.meters.items()
+            for name, value in message.meters.items()
         )
     )
 
@@ -150,7 +186,7 @@ def test_validator_accepts_nothing_invalid_and_never_crashes(batch):
         assert len(frames) == 3 and signer.sign(frames[1]) == frames[2]
         assert frames[0] == measurement.probe_id.encode() + b"."
         assert is_acceptable(measurement)
-        assert measurement.timestamp > last.get(measurement.probe_id, -math.inf)
+        assert measurement.first_timestamp > last.get(measurement.probe_id, -math.inf)
         last[measurement.probe_id] = measurement.timestamp
 
 

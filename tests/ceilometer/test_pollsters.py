@@ -8,6 +8,7 @@ polling agent discovers it, authenticates, polls and notifies.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import shutil
@@ -23,6 +24,7 @@ from ceilometer.polling import manager as polling_manager
 from oslo_config import cfg
 from stevedore import extension
 
+from kwapi.bus.protocol import Batch
 from kwapi.ceilometer.pollsters import EnergyPollster, PowerPollster
 from tests.harness.configs import write_config
 from tests.harness.http import RecordingServer
@@ -32,6 +34,26 @@ from tests.harness.processes import free_tcp_port, short_tmpdir, wait_for
 # (probe, watts at t0, watts at t0 + 10 s): the API integrates 10 s between them.
 READINGS = [("node-1", 100.0, 200.0), ("node-2", 50.0, 50.0)]
 EXPECTED_KWH = {"node-1": 150.0 * 10 / 3.6e6, "node-2": 50.0 * 10 / 3.6e6}
+#: A 50 Hz wattmeter sending 1 s batches, two of them, from t0 to t0 + 1.98 s:
+#: (seconds after t0, watts) of every sample.
+BATCHED = "gpu-0"
+BATCHED_SAMPLES = [(i / 50, 200.0 + (i % 9) * 10) for i in range(100)]
+
+
+def batches(t0: float) -> list[Batch]:
+    """The two batched messages of BATCHED, each carrying 50 samples."""
+    halves = (BATCHED_SAMPLES[:50], BATCHED_SAMPLES[50:])
+    return [
+        Batch(BATCHED, [t0 + t for t, _ in half], {"w": [w for _, w in half]}) for half in halves
+    ]
+
+
+def batched_kwh(t0: float) -> float:
+    """The trapezoid of every sample of BATCHED, on the timestamps sent."""
+    points = [(t0 + t, w) for t, w in BATCHED_SAMPLES]
+    pairs = itertools.pairwise(points)
+    return sum((w_a + w_b) / 2 * (t_b - t_a) for (t_a, w_a), (t_b, w_b) in pairs) / 3.6e6
+
 
 CEILOMETER_CONFIG = """
 [DEFAULT]
@@ -82,10 +104,13 @@ def site(keystone):
         for probe, first, second in READINGS:
             api.publish(probe, first, t0)
             api.publish(probe, second, t0 + 10)
+        for message in batches(t0):
+            api.publisher.publish(message)
+        last = {p: t0 + 10 for p, *_ in READINGS} | {BATCHED: t0 + BATCHED_SAMPLES[-1][0]}
         wait_for(
-            lambda: all(probes().get(p, {}).get("timestamp") == t0 + 10 for p, *_ in READINGS),
+            lambda: all(probes().get(p, {}).get("timestamp") == t for p, t in last.items()),
             30,
-            "both probes' second readings in the API",
+            "every probe's last reading in the API",
         )
         keystone.endpoint("energy", "kwapi", proxy.url + "/v1")
         yield api, proxy, probes(), t0
@@ -168,6 +193,10 @@ def test_samples_and_one_request_for_both_pollsters(agent, ceilometer_conf, site
         assert by_probe[probe].volume == pytest.approx(kwh)
         assert by_probe[probe].timestamp == iso(t0 + 10)
     assert {s.resource_id: s.volume for s in power}["node-1"] == 200.0
+    # The batched probe: the energy of all its samples, the power and time of its last.
+    assert by_probe[BATCHED].volume == pytest.approx(batched_kwh(t0), rel=1e-9)
+    assert by_probe[BATCHED].timestamp == iso(t0 + BATCHED_SAMPLES[-1][0])
+    assert {s.resource_id: s.volume for s in power}[BATCHED] == BATCHED_SAMPLES[-1][1]
 
 
 class NotificationSink:

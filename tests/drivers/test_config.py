@@ -58,7 +58,7 @@ def test_library_sections_are_not_wattmeters():
         (
             {"driver": "Dummy", "probes": "['A']", "parameters": "{'interval': 0}"},
             "parameters['interval']",
-            "greater than 0",
+            "greater than or equal to 0.001",
         ),
         (
             {"driver": "Dummy", "probes": "['A']", "parameters": "{'colour': 1}"},

@@ -10,6 +10,7 @@ unchanged.
 from __future__ import annotations
 
 import ctypes.util
+import itertools
 import os
 import statistics
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from kwapi.bus.protocol import Batch
 from kwapi.drivers.nvml import INSTALL_HINT, NvmlDriver, NvmlParameters
 from tests.harness.daemons import expect_config_error
 from tests.harness.processes import wait_for
@@ -99,6 +101,45 @@ def test_energy_counter_where_present_power_reading_elsewhere(gpus, start_driver
     assert "gpu-a is GPU 0 (Fake GPU 0, watts from its energy counter)" in output
     assert "gpu-b is GPU 1 (Fake GPU 1, watts from its power reading)" in output
     assert process.stop() == 0
+
+
+def test_at_fifty_hertz_samples_follow_the_gpus_own_counter_updates(gpus, start_drivers):
+    """GPU 0's counter moves every 100 ms (200 W), GPU 1 has none (80 W); read
+    at 50 Hz, in batches of half a second."""
+    gpus.set("250000 200000 100", "80000 -1")
+    process, client = start_drivers("['gpu-a', 'gpu-b']", "{'interval': 0.02, 'batch': 0.5}")
+    messages = client.collect(8, timeout=20)
+    assert all(isinstance(message, Batch) for message in messages)
+    samples = by_probe_samples(messages)
+    # A reading that finds the counter unmoved gives no sample: about ten a
+    # second, each the energy of one or more whole steps over their time.
+    _first, *later = samples["gpu-a"]  # the first: the power reading (no previous energy)
+    span = later[-1].timestamp - later[0].timestamp
+    assert span > 1.0 and len(later) - 1 <= span / 0.1 * 1.3 + 1
+    watts = [sample.meters["w"] for sample in later]
+    assert 250.0 not in watts  # never the power reading once the counter runs
+    assert statistics.median(watts) == pytest.approx(200.0, rel=0.05)
+    assert energy_average(later) == pytest.approx(200.0, rel=0.05)
+    # Without a counter, the power reading at every reading: 50 a second.
+    b_samples = samples["gpu-b"]
+    assert {sample.meters["w"] for sample in b_samples} == {80.0}
+    b_span = b_samples[-1].timestamp - b_samples[0].timestamp
+    assert len(b_samples) - 1 == pytest.approx(b_span / 0.02, rel=0.1)
+    assert process.stop() == 0
+
+
+def by_probe_samples(messages):
+    samples = {}
+    for message in messages:
+        samples.setdefault(message.probe_id, []).extend(message.measurements())
+    return samples
+
+
+def energy_average(samples) -> float:
+    """Watts averaged over the samples' time: each sample covers the time since the previous."""
+    pairs = itertools.pairwise(samples)
+    joules = sum(b.meters["w"] * (b.timestamp - a.timestamp) for a, b in pairs)
+    return joules / (samples[-1].timestamp - samples[0].timestamp)
 
 
 def test_indices_map_probes_to_chosen_gpus(gpus, start_drivers):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import shutil
@@ -11,6 +12,7 @@ import tempfile
 
 import pytest
 
+from kwapi.bus.protocol import Batch
 from kwapi.drivers.base import DeviceError
 from kwapi.drivers.rapl import RaplDriver, discover_zones, energy_delta
 from tests.drivers.simulators.fake_powercap import FakePowercap
@@ -263,3 +265,50 @@ def test_permission_denied_explained_in_one_line_and_recovered():
 def test_unknown_zone_kind_stops_kwapi_drivers_at_start(tmp_path):
     line = expect_config_error(tmp_path, "This machine", "Rapl", "['node-1']", "{'zones': ['gpu']}")
     assert "parameters['zones.0']" in line
+
+
+def energy_average(samples) -> float:
+    """Watts averaged over the samples' time: each sample covers the time since the previous."""
+    joules = sum(
+        b.meters["w"] * (b.timestamp - a.timestamp) for a, b in itertools.pairwise(samples)
+    )
+    return joules / (samples[-1].timestamp - samples[0].timestamp)
+
+
+def test_read_faster_than_the_counter_moves_each_sample_spans_a_counter_step(tmp_path):
+    """At 200 Hz on counters that move every 20 ms: no 0 W reading, no double
+    reading, one sample per counter step, batched."""
+    tree = FakePowercap(tmp_path)
+    tree.add_zone("intel-rapl:0", "package-0", watts=40.0)
+    tree.start(step=0.02)
+    try:
+        with RunningDriver(
+            RaplDriver, ["cpu"], powercap_path=str(tree.root), interval=0.005, batch=0.25
+        ) as run:
+            samples = run.wait_samples(40)
+    finally:
+        tree.stop()
+    assert all(isinstance(message, Batch) for message in run.measurements)
+    watts = [sample.meters["w"] for sample in samples]
+    assert min(watts) > 0  # a counter not yet moved gives no sample, not 0 W
+    assert_watts(watts, 40.0)
+    assert energy_average(samples) == pytest.approx(40.0, rel=0.05)
+    span = samples[-1].timestamp - samples[0].timestamp
+    assert len(samples) - 1 <= span / 0.02 * 1.2 + 1  # about one per step, not four
+
+
+def test_a_millisecond_interval_stays_wrap_correct(tmp_path):
+    tree = FakePowercap(tmp_path)
+    # 0.5 J range at 20 W: the counter wraps 40 times a second
+    tree.add_zone("intel-rapl:0", "package-0", watts=20.0, max_range_uj=500_000, energy_uj=0)
+    tree.start(step=0.002)
+    try:
+        with RunningDriver(
+            RaplDriver, ["cpu"], powercap_path=str(tree.root), interval=0.001, batch=0.2
+        ) as run:
+            wait_for(lambda: tree.wraps["intel-rapl:0"] >= 20, 10, "twenty wraparounds")
+            samples = run.wait_samples(len(run.samples) + 1)
+    finally:
+        tree.stop()
+    assert min(sample.meters["w"] for sample in samples) > 0  # no wrap taken for a drop
+    assert energy_average(samples) == pytest.approx(20.0, rel=0.05)

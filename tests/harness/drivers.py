@@ -41,6 +41,16 @@ class RunningDriver:
         with self._lock:
             return list(self._measurements)
 
+    @property
+    def samples(self) -> list[Measurement]:
+        """Every sample published, batches taken apart, oldest first."""
+        return [sample for message in self.measurements for sample in message.measurements()]
+
+    def wait_samples(self, count: int, timeout: float = 15.0) -> list[Measurement]:
+        """Wait until *count* samples in all were published (in batches or not); return them."""
+        wait_for(lambda: len(self.samples) >= count, timeout, f"{count} sample(s)")
+        return self.samples
+
     def wait_count(self, count: int, timeout: float = 15.0) -> list[Measurement]:
         """Wait until *count* measurements in all were published; return them all."""
         wait_for(lambda: len(self.measurements) >= count, timeout, f"{count} measurement(s)")

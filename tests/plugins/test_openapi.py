@@ -1,4 +1,4 @@
-"""The OpenAPI documents of kwapi-api and kwapi-rrd: valid, served, and complete."""
+"""The OpenAPI documents of kwapi-api, kwapi-rrd and kwapi-history: valid, served, complete."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ from kwapi.plugins.api.collector import Collector
 from kwapi.plugins.rrd.app import create_app as create_rrd_app
 from kwapi.plugins.rrd.graphs import Grapher
 from kwapi.plugins.rrd.storage import RrdStorage
+from tests.plugins.history.query_helpers import make_app as make_history_app
 
-PACKAGES = ["kwapi.plugins.api", "kwapi.plugins.rrd"]
+PACKAGES = ["kwapi.plugins.api", "kwapi.plugins.rrd", "kwapi.plugins.history"]
 
 
 @pytest.fixture
@@ -30,7 +31,9 @@ def apps(tmp_path):
     api = create_api_app(Collector(), lambda: {"alive": True}, CollectorRegistry())
     storage = RrdStorage(tmp_path / "rrd")
     rrd = create_rrd_app(storage, Grapher(storage))
-    return {"kwapi.plugins.api": api, "kwapi.plugins.rrd": rrd}
+    # The routes and the document only: no store is asked.
+    history = make_history_app("http://127.0.0.1:9")
+    return {"kwapi.plugins.api": api, "kwapi.plugins.rrd": rrd, "kwapi.plugins.history": history}
 
 
 @pytest.mark.parametrize("package", PACKAGES)

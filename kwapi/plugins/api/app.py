@@ -3,7 +3,7 @@
 :func:`create_app` is the application factory: it keeps the dependencies on
 the application (:mod:`kwapi.plugins.api.context`) and registers one
 blueprint per group of routes. Errors and redirects are answered in JSON
-(:mod:`kwapi.plugins.api.errors`).
+(:mod:`kwapi.plugins.json_errors`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 from prometheus_client import CollectorRegistry
 
+from kwapi.plugins import json_errors
 from kwapi.plugins.api import (
-    errors,
     routes_monitoring,
     routes_probes,
     routes_streams,
@@ -25,7 +25,7 @@ from kwapi.plugins.api.stream_views import StreamViews
 from kwapi.plugins.openapi import add_routes as add_openapi_routes
 
 BLUEPRINTS = (
-    errors.blueprint,
+    json_errors.blueprint,
     routes_versions.blueprint,
     routes_probes.blueprint,
     routes_streams.blueprint,

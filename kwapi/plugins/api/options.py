@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
+from kwapi.plugins.energy import max_gap_opt
+
 api_opts = [
     cfg.HostAddressOpt(
         "api_host",
@@ -21,14 +23,7 @@ api_opts = [
         min=1,
         help="Threads of the WSGI server that answer requests.",
     ),
-    cfg.FloatOpt(
-        "max_gap",
-        default=120.0,
-        min=0.0,
-        help="Longest interval, in seconds of the drivers' clock, between two power "
-        "readings of a probe that is integrated into its energy; a longer one is "
-        "skipped and counted as a gap.",
-    ),
+    max_gap_opt,
     cfg.FloatOpt(
         "cleaning_interval",
         default=300.0,

@@ -16,7 +16,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
-from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FiniteFloat, ValidationError
@@ -126,7 +125,7 @@ class StateStore:
                 probe_id,
                 probe.timestamp,
                 probe.kwh,
-                MappingProxyType(dict(probe.meters)),
+                dict(probe.meters),
                 probe.power_timestamp,
                 probe.gaps,
             )

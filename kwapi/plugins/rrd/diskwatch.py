@@ -18,11 +18,15 @@ import time
 from typing import TypedDict
 
 from kwapi.plugins.rrd.periods import CONSOLIDATIONS, PERIODS
+from kwapi.plugins.rrd.storage import DS_NAMES
 
 LOG = logging.getLogger(__name__)
 
-#: Bytes of one RRD file of kwapi-rrd (8 bytes a row) plus room for its header.
-RRD_FILE_BYTES = sum(p.rows for p in PERIODS.values()) * len(CONSOLIDATIONS) * 8 + 8192
+#: Bytes of the largest RRD file of kwapi-rrd (8 bytes a row and data source; a
+#: high-frequency probe's file has three: average, minimum and maximum) plus its header.
+RRD_FILE_BYTES = (
+    sum(p.rows for p in PERIODS.values()) * len(CONSOLIDATIONS) * len(DS_NAMES) * 8 + 8192
+)
 
 
 class DiskState(enum.StrEnum):

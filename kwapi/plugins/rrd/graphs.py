@@ -1,37 +1,50 @@
 """PNG graphs drawn with rrdtool.graph, and a cache that draws each one once per resolution.
 
-The summary graph stacks the power of every probe, each in a colour that
-depends only on its id and the ``hue`` option (a new probe never repaints
-the others), with the total on top.  A probe graph shows one meter of one
-probe: its average with the band between its minimum and maximum.  Power
-legends give average, minimum, maximum and last watts, the energy over the
-period in kWh and its cost; a probe's minimum and maximum come from its MIN
-and MAX archives, the total's from the total line (the sum of the probes'
-averages at the graph's resolution).  The y axis always scales to the data.
+The summary graph stacks the power of every probe, with the total on top.
+Probes take the colours of a qualitative palette (Okabe and Ito's, safe for
+colour-blind eyes) in the order of their ids, so neighbours in the stack
+and in the page's list always differ; the ``hue`` option turns every colour
+of the palette round the colour wheel by ``hue - 100`` degrees (none at the
+default 100).  A probe graph shows one meter of one probe: its average with
+the band between its minimum and maximum.  Power legends give average,
+minimum, maximum and last watts, the energy over the period (in Wh with the
+SI prefix that fits: ``1.23 kWh``, ``450.00 mWh``) and its cost; a probe's
+minimum and maximum come from its MIN and MAX archives, the total's from
+the total line (the sum of the probes' averages at the graph's resolution).
+The y axis always scales to the data.  Graphs are drawn for a period ending
+now or for any :class:`~kwapi.plugins.rrd.periods.TimeRange`.
 """
 
 from __future__ import annotations
 
 import colorsys
+import functools
 import hashlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import rrdtool
 
 from kwapi.bus.protocol import POWER_METER, finite_number
 from kwapi.plugins.energy import JOULES_PER_KWH
-from kwapi.plugins.rrd.periods import Period, meter_info
+from kwapi.plugins.rrd.periods import Period, TimeRange, meter_info
 from kwapi.plugins.rrd.storage import DS_NAME, RrdStorage
 
 WIDTH = 640
 HEIGHT = 200
 
-# librrd's graph code shares font and layout state; one drawing at a time.
-_DRAW_LOCK = threading.Lock()
+# librrd's graph code shares font and layout state; one drawing (or export) at a time.
+DRAW_LOCK = threading.Lock()
+
+#: Okabe and Ito's colour-blind-safe palette (black left out: it draws the total),
+#: ordered so that each colour differs from the next in hue and in lightness.
+PALETTE = ("0072B2", "E69F00", "009E73", "D55E00", "56B4E9", "CC79A7", "F0E442")
+#: The ``hue`` at which the palette is used as it is.
+PALETTE_HUE = 100
+JOULES_PER_WH = 3600.0
 
 
 def rrd_text(text: str) -> str:
@@ -44,14 +57,49 @@ def rrd_format(text: str) -> str:
     return rrd_text(text).replace("%", "%%")
 
 
-def probe_colour(probe_id: str, hue: int) -> str:
-    """Return ``RRGGBB`` for *probe_id*: a shade within 75° of *hue*, fixed per id."""
+def palette(hue: int = PALETTE_HUE) -> tuple[str, ...]:
+    """:data:`PALETTE` (``RRGGBB``) turned by ``hue - 100`` degrees, lightness kept."""
+    turn = ((hue - PALETTE_HUE) % 360) / 360.0
+    if not turn:
+        return PALETTE
+    turned = []
+    for colour in PALETTE:
+        red, green, blue = (int(colour[i : i + 2], 16) / 255.0 for i in (0, 2, 4))
+        shade, lightness, saturation = colorsys.rgb_to_hls(red, green, blue)
+        red, green, blue = colorsys.hls_to_rgb((shade + turn) % 1.0, lightness, saturation)
+        turned.append(f"{round(red * 255):02X}{round(green * 255):02X}{round(blue * 255):02X}")
+    return tuple(turned)
+
+
+def probe_colours(probes: Sequence[str], hue: int = PALETTE_HUE) -> dict[str, str]:
+    """``RRGGBB`` of each of *probes*: the palette's colours in the order of their ids.
+
+    Neighbours (in sorted order, as the page lists and the summary stacks
+    them) always differ, and the first ``len(PALETTE)`` probes all do.
+    """
+    return dict(_colours_of(tuple(sorted(probes)), hue))
+
+
+@functools.lru_cache(maxsize=8)
+def _colours_of(probes: tuple[str, ...], hue: int) -> tuple[tuple[str, str], ...]:
+    """:func:`probe_colours` of sorted *probes*, kept for the next graphs of the same probes."""
+    colours = palette(hue)
+    return tuple((probe, colours[index % len(colours)]) for index, probe in enumerate(probes))
+
+
+def probe_colour(probe_id: str, hue: int, probes: Sequence[str] | None = None) -> str:
+    """``RRGGBB`` of *probe_id* among *probes* (:func:`probe_colours`).
+
+    Without *probes* (or if it is not among them), a palette colour chosen
+    from a hash of the id: fixed, but a neighbour may share it.
+    """
+    if probes is not None:
+        found = probe_colours(probes, hue).get(probe_id)
+        if found is not None:
+            return found
     digest = hashlib.sha256(probe_id.encode("utf-8")).digest()
-    shade = ((hue + (digest[0] / 255.0 - 0.5) * 150.0) % 360.0) / 360.0
-    saturation = 0.35 + digest[1] / 255.0 * 0.6
-    value = 0.45 + digest[2] / 255.0 * 0.5
-    red, green, blue = colorsys.hsv_to_rgb(shade, saturation, value)
-    return f"{round(red * 255):02X}{round(green * 255):02X}{round(blue * 255):02X}"
+    colours = palette(hue)
+    return colours[digest[0] % len(colours)]
 
 
 @dataclass(frozen=True)
@@ -135,9 +183,10 @@ class Grapher:
 
     def summary(self, period: Period) -> Graph:
         """The summary graph of *period* (cached)."""
-        probes = tuple(p for p in self.storage.probes() if self.storage.has(p, POWER_METER))
+        every = tuple(self.storage.probes())
+        probes = tuple(p for p in every if self.storage.has(p, POWER_METER))
         return self.cache.get(
-            ("summary", period.name, probes),
+            ("summary", period.name, every, probes),
             period.resolution,
             lambda: self.draw_summary(period, probes),
         )
@@ -145,10 +194,40 @@ class Grapher:
     def probe(self, period: Period, probe_id: str, meter: str = POWER_METER) -> Graph:
         """The graph of one meter of one probe over *period* (cached)."""
         return self.cache.get(
-            ("probe", period.name, probe_id, meter),
+            ("probe", period.name, probe_id, meter, self.colour(probe_id)),
             period.resolution,
             lambda: self.draw_probe(period, probe_id, meter),
         )
+
+    def summary_between(self, span: TimeRange) -> Graph:
+        """The summary graph over *span* (cached, redrawn as a period of its archive's rows)."""
+        period = span.period()
+        every = tuple(self.storage.probes())
+        probes = tuple(p for p in every if self.storage.has(p, POWER_METER))
+        return self.cache.get(
+            ("summary-range", span, every, probes),
+            period.resolution,
+            lambda: self.draw_summary(period, probes, span.end),
+        )
+
+    def probe_between(self, span: TimeRange, probe_id: str, meter: str = POWER_METER) -> Graph:
+        """The graph of one meter of one probe over *span* (cached)."""
+        period = span.period()
+        return self.cache.get(
+            ("probe-range", span, probe_id, meter, self.colour(probe_id)),
+            period.resolution,
+            lambda: self.draw_probe(period, probe_id, meter, span.end),
+        )
+
+    # -- colours ----------------------------------------------------------
+
+    def colours(self) -> dict[str, str]:
+        """``RRGGBB`` of every probe (see :func:`probe_colours`)."""
+        return probe_colours(self.storage.probes(), self.hue)
+
+    def colour(self, probe_id: str) -> str:
+        """``RRGGBB`` of one probe, as in :meth:`colours`."""
+        return probe_colour(probe_id, self.hue, self.storage.probes())
 
     # -- graph arguments --------------------------------------------------
 
@@ -203,10 +282,11 @@ class Grapher:
         *name* is a DEF or CDEF of watts; the minimum is taken over series
         *low* (default ``<name>_lo``, its MIN) and the maximum over *high*
         (default ``<name>_hi``, its MAX).  The VDEFs and CDEFs it adds are
-        named ``<name>_avg``, ``_min``, ``_max``, ``_last``, ``_kw``,
-        ``_kwh``, ``_money`` and ``_cost``; *unit_format* formats watts
+        named ``<name>_avg``, ``_min``, ``_max``, ``_last``, ``_whs``,
+        ``_wh``, ``_money`` and ``_cost``; *unit_format* formats watts
         (e.g. ``%8.1lf W``), one line per series, in the columns of
-        :meth:`legend_header`.
+        :meth:`legend_header`.  The energy is written in Wh with rrdtool's
+        SI prefix (``%s``): ``1.23 kWh``, ``12.00  Wh`` (a space for none).
         """
         currency = rrd_format(self.currency)
         low = low or f"{name}_lo"
@@ -216,15 +296,15 @@ class Grapher:
             f"VDEF:{name}_min={low},MINIMUM",
             f"VDEF:{name}_max={high},MAXIMUM",
             f"VDEF:{name}_last={name},LAST",
-            f"CDEF:{name}_kw={name},{JOULES_PER_KWH},/",
-            f"VDEF:{name}_kwh={name}_kw,TOTAL",
+            f"CDEF:{name}_whs={name},{JOULES_PER_WH},/",
+            f"VDEF:{name}_wh={name}_whs,TOTAL",
             f"CDEF:{name}_money={name},{self.kwh_price / JOULES_PER_KWH!r},*",
             f"VDEF:{name}_cost={name}_money,TOTAL",
             f"GPRINT:{name}_avg:{unit_format}",
             f"GPRINT:{name}_min:{unit_format}",
             f"GPRINT:{name}_max:{unit_format}",
             f"GPRINT:{name}_last:{unit_format}",
-            f"GPRINT:{name}_kwh:%9.3lf kWh",
+            f"GPRINT:{name}_wh:%9.2lf %sWh",
             f"GPRINT:{name}_cost:%9.3lf {currency}\\l",
         ]
 
@@ -262,16 +342,18 @@ class Grapher:
             return render(args)
         label_width = min(max(len(p) for p in (*probes, "Total")), 32)
         args += self.legend_header(label_width)
+        colours = self.colours()
         total = []
         for index, probe_id in enumerate(probes):
             path = rrd_text(str(self.storage.path(probe_id, POWER_METER)))
+            low, high = self.storage.extremes(probe_id, POWER_METER)
             name = f"probe{index}"
             args += [
                 f"DEF:{name}={path}:{DS_NAME}:AVERAGE",
-                f"DEF:{name}_lo={path}:{DS_NAME}:MIN",
-                f"DEF:{name}_hi={path}:{DS_NAME}:MAX",
+                f"DEF:{name}_lo={path}:{low}:MIN",
+                f"DEF:{name}_hi={path}:{high}:MAX",
                 f"CDEF:{name}_or_zero={name},UN,0,{name},IF",  # stacks over unknown rows
-                f"AREA:{name}_or_zero#{probe_colour(probe_id, self.hue)}:"
+                f"AREA:{name}_or_zero#{colours.get(probe_id) or self.colour(probe_id)}:"
                 + rrd_text(legend_label(probe_id, label_width))
                 + ("" if index == 0 else ":STACK"),
                 *self.power_legend(name, "%8.1lf W"),
@@ -294,15 +376,16 @@ class Grapher:
         """Draw one meter of one probe: average line over its min-max band (not cached)."""
         info = meter_info(meter)
         end = int(time.time()) if end is None else end
-        colour = probe_colour(probe_id, self.hue)
+        colour = self.colour(probe_id)
         path = rrd_text(str(self.storage.path(probe_id, meter)))
+        low, high = self.storage.extremes(probe_id, meter)
         title = f"{probe_id}: {info.label.lower()}, {period.title}"
         args = self.common_args(period, title, info.unit, end)
         label_width = min(max(len(probe_id), 7), 32)
         args += [
             f"DEF:value={path}:{DS_NAME}:AVERAGE",
-            f"DEF:value_lo={path}:{DS_NAME}:MIN",
-            f"DEF:value_hi={path}:{DS_NAME}:MAX",
+            f"DEF:value_lo={path}:{low}:MIN",
+            f"DEF:value_hi={path}:{high}:MAX",
             "CDEF:value_band=value_hi,value_lo,-",
             "LINE:value_lo",
             f"AREA:value_band#{colour}55:" + rrd_text("minimum to maximum") + ":STACK",
@@ -359,7 +442,7 @@ def render(args: list[str]) -> Graph:
     *args* start with :meth:`Grapher.common_args` (the PNG goes to ``-``,
     and ``--vertical-label`` is read back as the graph's unit).
     """
-    with _DRAW_LOCK:
+    with DRAW_LOCK:
         result = rrdtool.graphv(*args)
     return Graph(
         png=result["image"],

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import math
+import time
 from http import HTTPStatus
 
 from flask import abort, request
 
 from kwapi.bus.protocol import is_valid_probe_id
 from kwapi.plugins.rrd.context import context
-from kwapi.plugins.rrd.periods import PERIODS, Period, sort_meters
+from kwapi.plugins.rrd.periods import (
+    LONGEST_RANGE,
+    PERIODS,
+    SHORTEST_RANGE,
+    Period,
+    TimeRange,
+    sort_meters,
+)
+from kwapi.times import ACCEPTED, TimeError, format_seconds, parse_time
 
 #: Bounds of the ``end`` of a JSON series.  rrdtool fetches nothing before
 #: 1980 (and reads a smaller number as a date, not as seconds since 1970), so
@@ -75,3 +85,53 @@ def end_argument() -> int | None:
             f"to {END_MAX}, not {text!r:.40}",
         )
     return int(text)
+
+
+def range_arguments() -> TimeRange:
+    """The ``start`` and ``end`` query arguments (``end`` defaults to now) as a range.
+
+    Each is read by :func:`kwapi.times.parse_time` (Unix seconds, RFC 3339,
+    local ``YYYY-MM-DDTHH:MM[:SS]`` as an HTML form sends it, ``now``,
+    ``-15m``...).  400 naming the argument when one is missing or unreadable,
+    outside 1980..2100, or when the range is backwards, shorter than
+    SHORTEST_RANGE or longer than the archives (LONGEST_RANGE).
+    """
+    now = time.time()
+    start = _time_argument("start", now)
+    end = _time_argument("end", now, default="now")
+    span = TimeRange(math.floor(start), math.ceil(end))
+    if span.end <= span.start:
+        abort(HTTPStatus.BAD_REQUEST, "end: the range must end after its start")
+    if span.seconds < SHORTEST_RANGE:
+        abort(
+            HTTPStatus.BAD_REQUEST,
+            f"end: the range must last at least {SHORTEST_RANGE} s, not {span.seconds} s",
+        )
+    if span.seconds > LONGEST_RANGE:
+        abort(
+            HTTPStatus.BAD_REQUEST,
+            f"start: the range may last at most {format_seconds(LONGEST_RANGE)} "
+            "(what the archives keep), "
+            f"not {format_seconds(span.seconds)}",
+        )
+    return span
+
+
+def _time_argument(name: str, now: float, default: str | None = None) -> float:
+    """Query argument *name* as Unix seconds; 400 naming it if missing, unreadable, out of range."""
+    text = request.args.get(name, default)
+    if text is None or not text.strip():
+        abort(HTTPStatus.BAD_REQUEST, f"{name} is required: {ACCEPTED}")
+    if len(text) > 64:
+        abort(HTTPStatus.BAD_REQUEST, f"{name}: {text!r:.40}... is too long to be a time")
+    try:
+        value = parse_time(text, now)
+    except TimeError as exc:
+        abort(HTTPStatus.BAD_REQUEST, f"{name}: {exc}")
+    if not RRDTOOL_EPOCH <= value <= END_MAX:
+        abort(
+            HTTPStatus.BAD_REQUEST,
+            f"{name} must fall between 1980 and 2100 ({RRDTOOL_EPOCH} to {END_MAX}), "
+            f"not {text!r:.40}",
+        )
+    return value

@@ -20,7 +20,14 @@ from kwapi.plugins.rrd.rrdcached import RrdcachedError
 
 #: kwapi-rrd's storage counters, exported as ``kwapi_rrd_<name>_total``.
 STORAGE_COUNTERS = {
-    "updated": ("kwapi_rrd_updates", "Values written to RRD files."),
+    "updated": (
+        "kwapi_rrd_updates",
+        "Values written to RRD files (for batched probes, one per second and meter).",
+    ),
+    "batched": (
+        "kwapi_rrd_batched_samples",
+        "Values received in batched messages, summarised into one update per second.",
+    ),
     "dropped_old": (
         "kwapi_rrd_dropped_old",
         "Values not written because their file already holds a later one.",
@@ -54,12 +61,12 @@ class RrdMetrics(Collector):
 def _write_families(stats: Mapping[str, Any]) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "kwapi_rrd_pending_writes",
-        "Measurements received and not yet written.",
+        "Samples received and not yet written.",
         value=stats.get("pending_writes", 0),
     )
     yield GaugeMetricFamily(
         "kwapi_rrd_write_lag_seconds",
-        "Age of the oldest measurement waiting to be written (0 when none waits).",
+        "Age of the oldest message waiting to be written (0 when none waits).",
         value=stats.get("write_lag_seconds", 0.0),
     )
 

@@ -21,7 +21,7 @@ storage_opts = [
         "rrd_batch_size",
         default=1000,
         min=1,
-        help="Measurements written together: through rrdcached, one BATCH command "
+        help="Samples written together: through rrdcached, one BATCH command "
         "(one round trip) carries them all.",
     ),
     cfg.FloatOpt(
@@ -58,7 +58,9 @@ graph_opts = [
         default=100,
         min=0,
         max=360,
-        help="Base hue (degrees) of the graphs' colours; each probe gets a stable shade around it.",
+        help="Turns the graphs' colour palette (Okabe-Ito, colour-blind safe at the "
+        "default 100) round the colour wheel by hue - 100 degrees; probes take its "
+        "colours in the order of their ids.",
     ),
     cfg.FloatOpt(
         "max_watts",

@@ -1,4 +1,4 @@
-"""kwapi-rrd's data: RRD file downloads, JSON series and the daemon's counters."""
+"""kwapi-rrd's data: RRD file downloads, JSON series, range tables and the daemon's counters."""
 
 from __future__ import annotations
 
@@ -7,8 +7,15 @@ from flask import Blueprint, Response
 
 from kwapi.bus.protocol import POWER_METER
 from kwapi.plugins.rrd.context import context
-from kwapi.plugins.rrd.lookups import end_argument, find_meter, find_period, find_probe
+from kwapi.plugins.rrd.lookups import (
+    end_argument,
+    find_meter,
+    find_period,
+    find_probe,
+    range_arguments,
+)
 from kwapi.plugins.rrd.periods import meter_info, sort_meters
+from kwapi.plugins.rrd.ranges import RangeTable, range_table
 from kwapi.plugins.rrd.responses import json_response
 
 blueprint = Blueprint("data", __name__)
@@ -73,3 +80,31 @@ def stats() -> Response:
             "disk": disk_status() if disk_status is not None else None,
         }
     )
+
+
+def table_of_range() -> RangeTable:
+    """The energy table of every power probe over the request's ``start`` to ``end``."""
+    span = range_arguments()
+    served = context()
+    storage, grapher = served.storage, served.grapher
+    probes = [p for p in storage.probes() if storage.has(p, POWER_METER)]
+    return range_table(
+        storage, probes, span, kwh_price=grapher.kwh_price, currency=grapher.currency
+    )
+
+
+@blueprint.get("/data/range/")
+def range_json() -> Response:
+    """Energy, average, min, max and cost of every power probe over a range, as JSON."""
+    return json_response(table_of_range().as_json())
+
+
+@blueprint.get("/data/range.csv")
+def range_csv() -> Response:
+    """The same table as CSV (RFC 4180), as a download."""
+    table = table_of_range()
+    response = Response(table.as_csv(), mimetype="text/csv")
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="kwapi-energy-{table.span.start}-{table.span.end}.csv"'
+    )
+    return response

@@ -137,10 +137,11 @@ class StreamGrapher:
         host = self.streams.streams[stream]
         siblings = self.streams.hosts[host]
         host_path = rrd_text(str(self.storage.path(host, POWER_METER)))
+        low, high = self.storage.extremes(host, POWER_METER)
         args = [
             f"DEF:{HOST_WATTS}={host_path}:{DS_NAME}:AVERAGE",
-            f"DEF:{HOST_WATTS}_lo={host_path}:{DS_NAME}:MIN",
-            f"DEF:{HOST_WATTS}_hi={host_path}:{DS_NAME}:MAX",
+            f"DEF:{HOST_WATTS}_lo={host_path}:{low}:MIN",
+            f"DEF:{HOST_WATTS}_hi={host_path}:{high}:MAX",
         ]
         for n, sibling in enumerate(siblings):
             paths = {meter: self._path(sibling, meter) for meter in _SIBLING_METERS}

@@ -7,11 +7,13 @@
  * in FAKE_NVML_STATE, read again on every call so a test can change them:
  * one line per GPU, either
  *
- *     <power in mW> <energy rate in mW, or -1 for no energy counter>
+ *     <power in mW> <energy rate in mW, or -1 for no energy counter> [<update period in ms>]
  *
  * or the word "lost" (every call on that GPU fails with GPU_IS_LOST).
  * Without the file, nvmlInit fails with DRIVER_NOT_LOADED.  The energy
- * counter of each GPU integrates its energy rate over CLOCK_MONOTONIC.
+ * counter of each GPU integrates its energy rate over CLOCK_MONOTONIC; with
+ * an update period, it moves only at multiples of that period of the clock,
+ * as real GPUs update theirs every few tens of milliseconds.
  *
  * Build: gcc -shared -fPIC -o libnvidia-ml.so.1 fake_nvml.c
  */
@@ -38,6 +40,7 @@ struct gpu {
     int lost;
     long long power_mw;
     long long energy_rate_mw;
+    long long update_ms;
 };
 
 static int init_count = 0;
@@ -68,7 +71,8 @@ static int load(struct gpu *gpus)
         memset(gpu, 0, sizeof *gpu);
         if (strncmp(line, "lost", 4) == 0)
             gpu->lost = 1;
-        else if (sscanf(line, "%lld %lld", &gpu->power_mw, &gpu->energy_rate_mw) != 2)
+        else if (sscanf(line, "%lld %lld %lld", &gpu->power_mw, &gpu->energy_rate_mw,
+                        &gpu->update_ms) < 2)
             continue;
         count++;
     }
@@ -203,6 +207,10 @@ nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(nvmlDevice_t device, unsigned l
     if (gpus[index].energy_rate_mw < 0)
         return NVML_ERROR_NOT_SUPPORTED;
     now = now_s();
+    if (gpus[index].update_ms > 0) {
+        double period = gpus[index].update_ms / 1000.0;
+        now = (long long)(now / period) * period; /* the last update of the counter */
+    }
     if (energy_at[index] == 0.0)
         energy_mj[index] = 5e8 * (index + 1); /* counters start far from zero */
     else

@@ -7,7 +7,7 @@ import time
 import pytest
 import rrdtool
 
-from kwapi.bus.protocol import Measurement
+from kwapi.bus.protocol import Batch, Measurement
 from kwapi.bus.receiver import ReceiverStats
 from kwapi.plugins.rrd.app import create_app
 from kwapi.plugins.rrd.graphs import Grapher
@@ -193,3 +193,23 @@ def test_writer_lag_is_the_age_of_the_oldest_queued_measurement(rrd_dir):
     assert writer.lag() > 0.05  # still the first one's age
     writer.write_pending()
     assert writer.lag() == 0.0 and writer.pending() == 0
+
+
+def test_writer_queues_batches_by_samples_and_writes_open_seconds_on_stop(rrd_dir, rrdcached):
+    storage = RrdStorage(rrd_dir, daemon=rrdcached.address)
+    writer = BatchWriter(storage, batch_size=100, interval=10.0)  # thread not started
+    start = int(time.time()) - 30
+    samples = [start + n / 50 for n in range(1, 76)]  # 50 Hz, from one second into the next
+    writer.add(Batch("hf", samples, {"w": [float(n) for n in range(1, 76)]}))
+    writer.add(Measurement("slow", float(start), {"w": 1.0}))
+    assert writer.pending() == 76
+    writer.stop()
+    assert writer.pending() == 0
+    # One update for the whole second, one for the half second open on stop, one single sample.
+    assert storage.stats["batched"] == 75
+    assert storage.stats["updated"] == 3
+    assert rrdcached.stats()["UpdatesReceived"] == 3
+    path = str(storage.path("hf", "w"))
+    rrdtool.flushcached("--daemon", rrdcached.address, path)
+    last = rrdtool.lastupdate(path)
+    assert last["ds"] == pytest.approx({"value": 63.0, "min": 51.0, "max": 75.0})

@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 import os
 
-from kwapi.bus.protocol import Measurement
+from kwapi.bus.protocol import Batch, Measurement
 from kwapi.plugins.rrd.diskwatch import RRD_FILE_BYTES, DiskState, DiskWatch, disk_state
 
 
 def test_a_new_rrd_file_fits_in_the_room_asked_for(storage):
+    # The largest file: a high-frequency probe's, with average, minimum and maximum.
+    storage.update(Batch("lab-1", [1_700_000_000.0, 1_700_000_000.02], {"w": [1.0, 2.0]}))
     storage.update(Measurement("node-1", 1_700_000_000, {"w": 1.0}))
-    [path] = storage.directory.glob("*/w.rrd")
-    assert RRD_FILE_BYTES - 8192 < os.path.getsize(path) <= RRD_FILE_BYTES
+    three_sources = os.path.getsize(storage.path("lab-1", "w"))
+    assert RRD_FILE_BYTES - 8192 < three_sources <= RRD_FILE_BYTES
+    assert os.path.getsize(storage.path("node-1", "w")) < three_sources / 2
 
 
 def test_states_of_a_directory(tmp_path):

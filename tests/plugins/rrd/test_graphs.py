@@ -1,15 +1,27 @@
-"""Graphs: real PNGs from rrdtool, stable colours, no clipping, and the cache."""
+"""Graphs: real PNGs from rrdtool, colours told apart, no clipping, and the cache."""
 
 from __future__ import annotations
 
+import colorsys
+import itertools
 import threading
 import time
 
 import pytest
 
 from kwapi.bus.protocol import Measurement
-from kwapi.plugins.rrd.graphs import Graph, GraphCache, Grapher, probe_colour, rrd_format, rrd_text
-from kwapi.plugins.rrd.periods import PERIODS
+from kwapi.plugins.rrd.graphs import (
+    PALETTE,
+    Graph,
+    GraphCache,
+    Grapher,
+    palette,
+    probe_colour,
+    probe_colours,
+    rrd_format,
+    rrd_text,
+)
+from kwapi.plugins.rrd.periods import PERIODS, TimeRange
 from tests.harness.processes import wait_for
 from tests.harness.rrd import fill
 from tests.plugins.rrd.pngs import png_size
@@ -21,12 +33,52 @@ def test_escaping_for_rrdtool():
     assert rrd_format("5% off: now") == "5%% off\\: now"
 
 
-def test_colours_depend_on_the_probe_and_hue_only():
+def rgb(colour: str) -> tuple[float, float, float]:
+    red, green, blue = (int(colour[i : i + 2], 16) / 255 for i in (0, 2, 4))
+    return red, green, blue
+
+
+def distance(one: str, other: str) -> float:
+    """Euclidean distance of two colours in RGB (0 to 441)."""
+    return sum((a - b) ** 2 for a, b in zip(rgb(one), rgb(other), strict=True)) ** 0.5 * 255
+
+
+def test_neighbouring_probes_get_colours_told_apart():
+    # The demo's five probes: five different palette colours, far apart from each other.
+    demo = [f"demo-node-{n}" for n in range(1, 6)]
+    colours = probe_colours(demo, 100)
+    assert len(set(colours.values())) == 5 and set(colours.values()) <= set(PALETTE)
+    values = list(colours.values())
+    assert min(distance(a, b) for i, a in enumerate(values) for b in values[i + 1 :]) > 60
+    # Many probes: any two neighbours in sorted order (stacked together) still differ.
+    many = [f"node-{n:03d}" for n in range(40)]
+    ordered = [probe_colours(many)[probe] for probe in sorted(many)]
+    assert all(a != b for a, b in itertools.pairwise(ordered))
+
+
+def test_hue_turns_the_palette_keeping_it_apart():
+    assert palette(100) == PALETTE
+    turned = palette(250)
+    assert len(set(turned)) == len(PALETTE) and not set(turned) & set(PALETTE)
+    for before, after in zip(PALETTE, turned, strict=True):
+        hue_before, light_before, _ = colorsys.rgb_to_hls(*rgb(before))
+        hue_after, light_after, _ = colorsys.rgb_to_hls(*rgb(after))
+        assert (hue_after - hue_before) % 1 == pytest.approx(150 / 360, abs=0.01)
+        assert light_after == pytest.approx(light_before, abs=0.01)
+    assert probe_colours(["a", "b"], 250) == {"a": turned[0], "b": turned[1]}
+
+
+def test_colour_of_a_probe_alone_is_fixed_and_from_the_palette():
     first = probe_colour("host-1", 100)
-    assert first == probe_colour("host-1", 100)
-    assert len(first) == 6 and int(first, 16) >= 0
-    assert probe_colour("host-2", 100) != first
-    assert probe_colour("host-1", 250) != first
+    assert first == probe_colour("host-1", 100) and first in PALETTE
+    assert probe_colour("host-1", 250) in palette(250)
+    assert probe_colour("b", 100, ["a", "b", "c"]) == PALETTE[1]
+
+
+def test_pages_and_graphs_share_the_colours(filled):
+    grapher = Grapher(filled)
+    assert grapher.colours() == probe_colours(filled.probes())
+    assert grapher.colour("pdu:outlet@3") == grapher.colours()["pdu:outlet@3"]
 
 
 @pytest.mark.parametrize("period", list(PERIODS))
@@ -144,9 +196,36 @@ def test_probe_legend_gives_energy_and_cost_of_the_period(storage):
         "3600.0 W",
         "3600.0 W",
         "3600.0 W",
-        "3.600 kWh",
+        "3.60 kWh",
         "0.720 CHF",
     ]
+
+
+def test_energy_legend_takes_the_prefix_that_fits(storage):
+    end = int(time.time()) // 10 * 10 - 100
+    for timestamp in range(end - 3600 - 20, end + 1):
+        storage.update(Measurement("lamp", float(timestamp), {"w": 4.0}))
+        storage.update(Measurement("charger", float(timestamp), {"w": 0.25}))
+    grapher = Grapher(storage)
+    # 4 W for an hour is 4 Wh (not 0.004 kWh); 0.25 W for an hour is 250 mWh.
+    assert legend_row(grapher.draw_probe(PERIODS["hour"], "lamp", end=end), "lamp")[4] == "4.00  Wh"
+    charger = grapher.draw_probe(PERIODS["hour"], "charger", end=end)
+    assert legend_row(charger, "charger")[4] == "250.00 mWh"
+
+
+def test_range_graphs_cover_the_range(filled):
+    grapher = Grapher(filled)
+    end = int(time.time())
+    span = TimeRange(end - 90, end - 30)
+    summary = grapher.summary_between(span)
+    assert summary is grapher.summary_between(span)  # cached
+    assert png_size(summary.png)[0] > 600
+    assert "Total" in [text.strip() for text in summary.legend]
+    probe = grapher.probe_between(span, "host-1")
+    # Its legend is of the range: the energy is its average power over the 60 s.
+    average, *_, energy, _ = legend_row(probe, "host-1")
+    watts, (wh, unit) = float(average.split()[0]), energy.split()
+    assert unit == "Wh" and float(wh) == pytest.approx(watts * 60 / 3600, rel=0.04)
 
 
 def test_summary_total_extremes_are_those_of_the_total_not_sums_of_extremes(storage):

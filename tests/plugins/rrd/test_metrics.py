@@ -11,7 +11,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kwapi.bus.protocol import Measurement
+from kwapi.bus.protocol import Batch, Measurement
 from kwapi.bus.receiver import ReceiverStats
 from kwapi.plugins.rrd.app import create_app
 from kwapi.plugins.rrd.graphs import Grapher
@@ -56,6 +56,17 @@ def test_metrics_tell_the_receiver_the_writes_and_the_disk(rrd_dir):
     assert samples[("kwapi_rrd_dir_size_bytes", ())] == disk.total
     assert 0 < samples[("kwapi_rrd_dir_free_bytes", ())] <= disk.total
     assert ("kwapi_rrd_rrdcached_up", ()) not in samples  # rrdtool writes the files itself
+
+
+def test_batched_samples_are_counted_apart_from_the_updates_they_make(rrd_dir):
+    storage = RrdStorage(rrd_dir)
+    start = int(time.time()) - 30
+    for second in range(3):  # 3 s at 50 Hz of two meters
+        timestamps = [start + second + (n + 1) / 50 for n in range(50)]
+        storage.update(Batch("hf", timestamps, {"w": [100.0] * 50, "a": [0.5] * 50}))
+    samples = scrape(create_app(storage, Grapher(storage)).test_client())
+    assert samples[("kwapi_rrd_batched_samples_total", ())] == 300
+    assert samples[("kwapi_rrd_updates_total", ())] == 6  # one per second and meter
 
 
 def test_rrdcached_up_follows_the_daemon(rrd_dir):

@@ -1,4 +1,5 @@
-// kwapi-rrd page: refresh graphs in place, filter probes, keep the selection across visits.
+// kwapi-rrd page: refresh graphs in place, filter probes, keep the selection across visits,
+// and send the From / To range in the browser's time zone.
 "use strict";
 (function () {
   const HIDDEN_KEY = "kwapi-rrd.hidden";
@@ -73,7 +74,8 @@
   }
 
   function startRefresh() {
-    const seconds = Number(document.body.dataset.refresh) || 5;
+    const seconds = Number(document.body.dataset.refresh);
+    if (!(seconds > 0)) { return; }  // a range page is drawn once
     watchView();
     window.setInterval(refreshVisible, seconds * 1000);
   }
@@ -156,7 +158,35 @@
     });
   }
 
+  // "2026-12-06T14:02:10" in the browser's zone, as a datetime-local field shows it.
+  function localValue(seconds) {
+    const date = new Date(seconds * 1000);
+    const pad = function (n) { return String(n).padStart(2, "0"); };
+    return date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) +
+      "T" + pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds());
+  }
+
+  // The From / To fields show the range in the browser's zone and send it as Unix seconds,
+  // so the server reads the same instants whatever its own zone (without this script the
+  // form still works, read in the server's zone).
+  function setUpRange() {
+    const form = document.getElementById("range");
+    if (!form) { return; }
+    const start = form.elements.start;
+    const end = form.elements.end;
+    start.value = localValue(Number(form.dataset.start));
+    end.value = localValue(Number(form.dataset.end));
+    form.addEventListener("submit", function (event) {
+      const from = new Date(start.value).getTime() / 1000;
+      const to = new Date(end.value).getTime() / 1000;
+      if (!isFinite(from) || !isFinite(to)) { return; }  // let the server explain
+      event.preventDefault();
+      window.location.assign(form.action + "?start=" + Math.floor(from) + "&end=" + Math.ceil(to));
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    setUpRange();
     setUpTooltips();
     setUpProbes();
     startRefresh();

@@ -1,4 +1,6 @@
-"""kwapi-api's errors and redirects, every one answered in JSON.
+"""Errors and redirects of the plugins' JSON APIs (kwapi-api, kwapi-history).
+
+Register :data:`blueprint` on an application to answer its errors this way.
 
 Every error, including unknown routes and wrong methods, is answered with a
 JSON body ``{"error": {"code", "title", "message"}}``; a path missing its

@@ -1,4 +1,4 @@
-"""Keystone authentication of the REST API.
+"""Keystone authentication of the plugins' HTTP APIs (kwapi-api, kwapi-history).
 
 keystonemiddleware's ``auth_token`` checks the ``X-Auth-Token`` of each
 request against Keystone, configured from the daemon's own
@@ -56,7 +56,7 @@ _TITLES = {401: "Unauthorized", 403: "Forbidden", 503: "Service Unavailable"}
 _MESSAGES = {
     401: "this request needs a valid Keystone token in the X-Auth-Token header",
     503: "the token could not be checked: Keystone is unreachable or refuses "
-    "kwapi-api's service credentials; try again later",
+    "kwapi's service credentials; try again later",
 }
 
 
@@ -233,7 +233,7 @@ def _check_service_credentials(conf: cfg.ConfigOpts) -> tuple[str, str]:
     auth_type: str | None = conf[auth_group].auth_type
     if not auth_type:
         raise ConfigError(
-            "auth_type is not set: kwapi-api needs service credentials to check tokens "
+            "auth_type is not set: kwapi needs service credentials to check tokens "
             "(e.g. auth_type = password with auth_url, username, password, project_name)",
             section=auth_group,
             key="auth_type",

@@ -1,8 +1,9 @@
-"""Authentication hook of the REST API: none, or Keystone tokens.
+"""Authentication hook of the plugins' HTTP APIs: none, or Keystone tokens.
 
-:func:`wrap` is the only entry point kwapi-api uses: it returns the WSGI
-application unchanged with ``noauth`` and wraps it in Keystone's middleware
-(see :mod:`kwapi.plugins.api.keystone`) with ``keystone``.
+:func:`wrap` is the only entry point the plugin daemons (kwapi-api,
+kwapi-history) use: it returns the WSGI application unchanged with
+``noauth`` and wraps it in Keystone's middleware (see
+:mod:`kwapi.plugins.keystone`) with ``keystone``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ auth_opts = [
 def wrap(wsgi_app: WSGIApplication, conf: cfg.ConfigOpts) -> WSGIApplication:
     """Return *wsgi_app* behind the authentication *conf* asks for."""
     if conf.auth_strategy == "keystone":
-        from kwapi.plugins.api.keystone import make_keystone_middleware
+        from kwapi.plugins.keystone import make_keystone_middleware
 
         return make_keystone_middleware(wsgi_app, conf)
     return wsgi_app
