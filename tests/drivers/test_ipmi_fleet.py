@@ -27,12 +27,22 @@ BMCS_PER_SIMULATOR = 25
 
 
 class BmcFleet:
-    """tests.drivers.simulators.bmc_fleet processes serving *settings*, in order."""
+    """tests.drivers.simulators.bmc_fleet processes serving *settings*, in order.
 
-    def __init__(self, settings: list[dict]) -> None:
+    The first *apart* BMCs get a process of their own, the others processes
+    of BMCS_PER_SIMULATOR. A process of pyghmi's BMC server that also served
+    the BMCs refusing logins was seen to stop answering all its BMCs for
+    about 8 s, while the BMCs of the other processes were read on time: kept
+    apart, the dead and refusing BMCs' simulator cannot stall living ones,
+    and a gap in the living BMCs' readings is kwapi's.
+    """
+
+    def __init__(self, settings: list[dict], apart: int = 0) -> None:
         self.processes: list[subprocess.Popen] = []
         self.ports: list[int] = []
-        for first in range(0, len(settings), BMCS_PER_SIMULATOR):
+        if apart:
+            self.ports += self._start(settings[:apart])
+        for first in range(apart, len(settings), BMCS_PER_SIMULATOR):
             chunk = settings[first : first + BMCS_PER_SIMULATOR]
             self.ports += self._start(chunk)
 
@@ -78,7 +88,7 @@ def test_dead_and_refusing_bmcs_never_stop_the_living(kwapi_drivers):
         {"username": "admin", "password": PASSWORD, "watts": 100 + index, "silent": index in silent}
         for index in range(100)
     ]
-    fleet = BmcFleet(settings)
+    fleet = BmcFleet(settings, apart=len(silent | refusing))
     try:
         passwords = ["another-Passw0rd" if index in refusing else PASSWORD for index in range(100)]
         process, client = kwapi_drivers(ipmi_sections(fleet.ports, passwords, interval=1.0))

@@ -14,8 +14,11 @@ from __future__ import annotations
 import io
 import socket
 import threading
+import time
 
 DEFAULT_PORT = 42217
+#: Seconds to wait before each new try of a batch whose connection broke.
+RECONNECT_PAUSES = (0.0, 0.05, 0.25)
 
 Address = str | tuple[str, int]
 
@@ -92,18 +95,22 @@ class RrdcachedClient:
         """Send *commands* (e.g. ``UPDATE file time:value``) in one BATCH.
 
         Return the errors rrdcached reported: (index in *commands*, message).
-        A broken connection is reopened and the batch sent again once;
-        OSError if that fails too, RrdcachedError if rrdcached refuses the
-        batch itself.
+        A broken connection is reopened and the batch sent again, after each
+        of :data:`RECONNECT_PAUSES` (rrdcached was seen to drop a new
+        connection now and then, right after it started); OSError if the
+        last try fails too, RrdcachedError if rrdcached refuses the batch
+        itself.
         """
         if not commands:
             return []
         payload = ("BATCH\n" + "\n".join(commands) + "\n.\n").encode("utf-8")
         with self._lock:
-            try:
-                return self._send_batch(payload)
-            except (OSError, ValueError):  # a broken connection: reopen it, once
-                self._disconnect()
+            for pause in RECONNECT_PAUSES:
+                try:
+                    return self._send_batch(payload)
+                except (OSError, ValueError):  # a broken connection: reopen it
+                    self._disconnect()
+                time.sleep(pause)
             try:
                 return self._send_batch(payload)
             except (OSError, ValueError):
