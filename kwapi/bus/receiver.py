@@ -259,6 +259,10 @@ class Receiver(threading.Thread):
         """Wait until the socket is connected and subscribed."""
         return self._ready.wait(timeout)
 
+    def status(self) -> dict[str, object]:
+        """Whether the thread runs, where it listens, and its counters (for /healthz)."""
+        return {"alive": self.is_alive(), "endpoints": self.endpoints, **self.stats.snapshot()}
+
     def stop(self) -> None:
         """Ask the thread to finish its current message and exit."""
         self._stop_event.set()

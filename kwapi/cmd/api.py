@@ -8,7 +8,6 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from oslo_config import cfg
 
@@ -34,12 +33,6 @@ SUMMARY = (
     "integrates energy per probe from the bus and serves it over HTTP: "
     "REST API v1 (Ceilometer), /metrics (Prometheus), /healthz."
 )
-
-
-def receiver_status(receiver: Receiver) -> dict[str, Any]:
-    """What /healthz shows of *receiver*."""
-    stats = receiver.stats.snapshot()
-    return {"alive": receiver.is_alive(), "endpoints": receiver.endpoints, **stats}
 
 
 def make_handler(collector: Collector, energy: StreamEnergy) -> Callable[[Message], None]:
@@ -109,7 +102,7 @@ def serve(argv: list[str] | None = None) -> int:
     parts = assemble(conf)
     receiver = parts.receiver
     registry = make_registry(parts.collector, lambda: receiver.stats.snapshot(), parts.views)
-    app = create_app(parts.collector, lambda: receiver_status(receiver), registry, parts.views)
+    app = create_app(parts.collector, receiver.status, registry, parts.views)
     # Flask's documented way to put WSGI middleware around an application.
     app.wsgi_app = auth.wrap(app.wsgi_app, conf)  # type: ignore[method-assign,assignment]
     server = wsgi_service.bind(app, Listen.from_conf(conf, "api"), PROG)

@@ -6,11 +6,11 @@ import logging
 import sys
 import threading
 import urllib.parse
-from typing import Any
 
 from oslo_config import cfg
 
 from kwapi import opts, service, systemd, wsgi_service
+from kwapi.backoff import Backoff
 from kwapi.bus.options import make_receiver
 from kwapi.bus.receiver import Receiver
 from kwapi.config import ConfigError
@@ -19,7 +19,7 @@ from kwapi.plugins.history.lineprotocol import LineFormat
 from kwapi.plugins.history.metrics import make_healthy, make_metrics
 from kwapi.plugins.history.spool import Spool, SpoolError
 from kwapi.plugins.history.store import StoreClient
-from kwapi.plugins.history.writer import Backoff, HistoryWriter
+from kwapi.plugins.history.writer import HistoryWriter
 from kwapi.wsgi_service import Listen, Server
 
 PROG = "kwapi-history"
@@ -28,13 +28,6 @@ SUMMARY = (
     "keeps every sample of the bus in a time-series database and serves "
     "the energy of any time range: /v1/energy/, /v1/series/, /metrics, /healthz."
 )
-
-
-def receiver_status(receiver: Receiver) -> dict[str, Any]:
-    """What /healthz shows of *receiver*: alive, endpoints and its counters."""
-    stats = receiver.stats.snapshot()
-    stats.pop("delay", None)  # a histogram: /metrics has it
-    return {"alive": receiver.is_alive(), "endpoints": receiver.endpoints, **stats}
 
 
 def open_spool(conf: cfg.ConfigOpts) -> Spool:
@@ -57,7 +50,8 @@ def make_writer(conf: cfg.ConfigOpts, spool: Spool) -> HistoryWriter:
         LineFormat(conf.store_measurement, conf.store_precision),
         batch_size=conf.batch_size,
         flush_interval=conf.flush_interval,
-        backoff=Backoff(conf.store_retry_interval, conf.store_retry_max_interval),
+        # Each wait drawn in the upper half of its exponential delay (jitter).
+        backoff=Backoff(conf.store_retry_interval, conf.store_retry_max_interval, jitter=0.5),
     )
 
 
@@ -70,7 +64,7 @@ def serve(argv: list[str] | None = None) -> int:
     app = create_app(
         conf,
         metrics=make_metrics(writer, receiver.stats.snapshot),
-        healthy=make_healthy(writer, lambda: receiver_status(receiver)),
+        healthy=make_healthy(writer, receiver.status),
     )
     server = wsgi_service.bind(app, Listen.from_conf(conf, "history"), PROG)
 

@@ -18,7 +18,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from kwapi.drivers.base import DEVICE_FAILURES, Backoff, DriverBase, Pacer, Readings, Round
+from kwapi.backoff import Backoff
+from kwapi.drivers.base import DEVICE_FAILURES, DriverBase, Pacer, Readings, Round
 
 
 class EventLoopThread:

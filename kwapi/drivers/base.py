@@ -18,7 +18,6 @@ the driver manager restarts it.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 import zlib
@@ -29,6 +28,7 @@ from typing import ClassVar, Final
 
 import pydantic
 
+from kwapi.backoff import Backoff
 from kwapi.bus.protocol import Measurement, Message, finite_number
 from kwapi.drivers.batching import Batcher
 
@@ -143,33 +143,6 @@ Round = tuple[float, Readings]
 # What a device that goes away raises: logged once, then retried with backoff.
 DEVICE_FAILURES = (DeviceError, OSError, TimeoutError)
 PublishFunc = Callable[[Message], None]
-
-
-class Backoff:
-    """Exponential delays from *initial* doubling up to *cap*.
-
-    With *jitter* j > 0 each delay is drawn between (1 - j) times and the
-    full exponential delay, so that many devices that failed together do not
-    all retry in the same instant.
-    """
-
-    def __init__(self, initial: float, cap: float, jitter: float = 0.0) -> None:
-        self.initial = min(initial, cap)
-        self.cap = cap
-        self.jitter = jitter
-        self.attempts = 0
-
-    def next_delay(self) -> float:
-        """Return the delay before the next try and count the try."""
-        delay = float(min(self.cap, self.initial * 2**self.attempts))
-        self.attempts += 1
-        if self.jitter:
-            delay *= 1.0 - self.jitter * random.random()
-        return delay
-
-    def reset(self) -> None:
-        """Forget past failures."""
-        self.attempts = 0
 
 
 # Share of each retry delay left to chance (see Backoff).

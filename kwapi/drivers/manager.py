@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kwapi.drivers.base import RETRY_JITTER, Backoff, DriverBase, Health, PublishFunc
+from kwapi.backoff import Backoff
+from kwapi.drivers.base import RETRY_JITTER, DriverBase, Health, PublishFunc
 from kwapi.drivers.config import Wattmeter
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ counters are exported under the same names by both, so that one alert rule
 from __future__ import annotations
 
 import gzip
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from flask import Response, request
@@ -56,17 +56,26 @@ def receiver_families(stats: Mapping[str, Any]) -> Iterator[Metric]:
 
 def delay_histogram(delay: Mapping[str, Any]) -> HistogramMetricFamily:
     """The receiver's delay histogram (per-bucket counts) as cumulative buckets."""
-    buckets, running = [], 0
-    bounds = [_go_float(bound) for bound in delay["buckets"]] + ["+Inf"]
-    for bound, count in zip(bounds, delay["counts"], strict=True):
-        running += count
-        buckets.append((bound, running))
-    return HistogramMetricFamily(
+    return histogram_family(
         "kwapi_receiver_delay_seconds",
         "Delay from a measurement's timestamp to its acceptance (includes clock skew).",
-        buckets=buckets,
-        sum_value=delay["sum"],
+        delay["buckets"],
+        delay["counts"],
+        delay["sum"],
     )
+
+
+def histogram_family(
+    name: str, documentation: str, bounds: Sequence[float], counts: Sequence[int], total: float
+) -> HistogramMetricFamily:
+    """A histogram of per-bucket *counts* (one more than *bounds*: the last is
+    unbounded) as Prometheus' cumulative buckets."""
+    buckets, running = [], 0
+    labels = [_go_float(bound) for bound in bounds] + ["+Inf"]
+    for label, count in zip(labels, counts, strict=True):
+        running += count
+        buckets.append((label, running))
+    return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=total)
 
 
 class TextRegistry(CollectorRegistry):

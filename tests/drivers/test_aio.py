@@ -8,8 +8,9 @@ import logging
 import threading
 import time
 
+from kwapi.backoff import Backoff
 from kwapi.drivers.aio import AsyncDriver, EventLoopThread
-from kwapi.drivers.base import Backoff, DeviceError, DriverParameters, Pacer
+from kwapi.drivers.base import DeviceError, DriverParameters, Pacer
 from tests.harness.drivers import stop_driver, wait_retries, warnings_about
 from tests.harness.processes import wait_for
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from kwapi.drivers.base import Backoff, DeviceError, Driver, DriverParameters
+from kwapi.drivers.base import DeviceError, Driver, DriverParameters
 from kwapi.drivers.config import available_drivers, load_driver_class
 from kwapi.drivers.rapl import RaplDriver
 from tests.harness.drivers import RunningDriver, driver_thread, wait_retries, warnings_about
@@ -48,13 +48,6 @@ def make_driver(device, published, **parameters):
     driver = FakeDeviceDriver("meter", ["A"], DriverParameters(**parameters), published.append)
     driver.device = device
     return driver
-
-
-def test_backoff_doubles_up_to_cap_and_resets():
-    backoff = Backoff(0.5, 4)
-    assert [backoff.next_delay() for _ in range(6)] == [0.5, 1, 2, 4, 4, 4]
-    backoff.reset()
-    assert backoff.next_delay() == 0.5
 
 
 def test_publishes_readings_with_timestamps_and_skips_unwatched_positions():

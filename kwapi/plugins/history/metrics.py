@@ -17,14 +17,12 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.utils import floatToGoString
 
 from kwapi.plugins.history.spool import Spool
 from kwapi.plugins.history.writer import LATENCY_BUCKETS, HistoryWriter
-from kwapi.plugins.monitoring import receiver_families
+from kwapi.plugins.monitoring import histogram_family, receiver_families
 
 #: prometheus_client leaves this helper unannotated: its type, as used here.
-_go_float: Callable[[float], str] = floatToGoString
 
 #: The receiver's counters (:meth:`kwapi.bus.receiver.ReceiverStats.snapshot`).
 StatsSource = Callable[[], Mapping[str, Any]]
@@ -88,16 +86,12 @@ def writer_families(writer: HistoryWriter) -> Iterator[Metric]:
 def latency_histogram(writer: HistoryWriter) -> HistogramMetricFamily:
     """The duration of the writes the store answered, as cumulative buckets."""
     stats = writer.stats
-    buckets, running = [], 0
-    bounds = [_go_float(bound) for bound in LATENCY_BUCKETS] + ["+Inf"]
-    for bound, count in zip(bounds, list(stats.latency_counts), strict=True):
-        running += count
-        buckets.append((bound, running))
-    return HistogramMetricFamily(
+    return histogram_family(
         "kwapi_history_write_seconds",
         "Duration of each write the store answered (a gzipped batch posted).",
-        buckets=buckets,
-        sum_value=stats.latency_sum,
+        LATENCY_BUCKETS,
+        list(stats.latency_counts),
+        stats.latency_sum,
     )
 
 

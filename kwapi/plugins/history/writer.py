@@ -11,7 +11,7 @@ does not take goes to the :class:`~kwapi.plugins.history.spool.Spool`
 before it leaves memory; while the store is down, new batches go straight
 there. The spool is replayed oldest first, one batch per turn of the loop
 between new batches, once a try succeeds; tries of a store that fails are
-spaced by :class:`Backoff`. A rejected batch (400) is logged, counted and
+spaced by :class:`~kwapi.backoff.Backoff`. A rejected batch (400) is logged, counted and
 dropped. On stop, the batch being filled is sent or spooled like any other.
 """
 
@@ -20,13 +20,13 @@ from __future__ import annotations
 import bisect
 import gzip
 import logging
-import random
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from kwapi.backoff import Backoff
 from kwapi.bus.protocol import Message
 from kwapi.plugins.history.lineprotocol import LineFormat
 from kwapi.plugins.history.spool import Spool, SpoolFile
@@ -43,30 +43,6 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 #: Samples of closed batches kept in memory while the store is slower than the bus
 #: (a burst, a slow store); beyond, the oldest closed batches go to the spool.
 MAX_BACKLOG_SAMPLES = 500_000
-
-
-class Backoff:
-    """Waits between tries of a failing store: *first* seconds, doubled per failure
-    up to *longest*, each drawn at random in its upper half (jitter), so that
-    many kwapi-history daemons do not retry in step."""
-
-    def __init__(
-        self, first: float, longest: float, rand: Callable[[], float] = random.random
-    ) -> None:
-        self.first = first
-        self.longest = max(first, longest)
-        self.failures = 0
-        self._rand = rand
-
-    def failure(self) -> float:
-        """Count one failure; the seconds to wait before the next try."""
-        delay = min(self.longest, self.first * 2.0 ** min(self.failures, 32))
-        self.failures += 1
-        return delay * (0.5 + 0.5 * self._rand())
-
-    def success(self) -> None:
-        """The store answered: the next failure waits *first* again."""
-        self.failures = 0
 
 
 @dataclass
@@ -276,7 +252,7 @@ class HistoryWriter(threading.Thread):
     def _answered(self, outcome: Outcome) -> None:
         """The store answered (2xx, or a final 4xx): it is up; tries need not wait."""
         self.stats.observe(outcome)
-        self.backoff.success()
+        self.backoff.reset()
         self._retry_at = 0.0
         if not self.store.up:
             LOG.info(
@@ -291,7 +267,7 @@ class HistoryWriter(threading.Thread):
         if outcome.status:
             self.stats.observe(outcome)
         self.stats.failures[str(outcome.status or "none")] += 1
-        delay = self.backoff.failure()
+        delay = self.backoff.next_delay()
         self._retry_at = self._clock() + delay
         self.store.last_error = outcome.detail
         if self.store.up:

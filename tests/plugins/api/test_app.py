@@ -9,7 +9,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kwapi.bus.protocol import Measurement
 from kwapi.bus.receiver import MessageValidator, Receiver
-from kwapi.cmd.api import receiver_status
 from kwapi.plugins.api.app import create_app
 from kwapi.plugins.api.collector import Collector
 from kwapi.plugins.api.metrics import make_registry
@@ -28,7 +27,7 @@ def setup(tmpdir_short):
     receiver.start()
     assert receiver.wait_ready(10)
     registry = make_registry(collector, receiver.stats.snapshot)
-    app = create_app(collector, lambda: receiver_status(receiver), registry)
+    app = create_app(collector, receiver.status, registry)
     yield app.test_client(), collector, clock, receiver, now
     receiver.stop()
     receiver.join(10)

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from kwapi.backoff import Backoff
 from kwapi.bus.protocol import Batch
 from kwapi.plugins.history.lineprotocol import LineFormat
 from kwapi.plugins.history.metrics import spool_families, writer_families
 from kwapi.plugins.history.spool import Spool
 from kwapi.plugins.history.store import StoreClient
-from kwapi.plugins.history.writer import Backoff, HistoryWriter
+from kwapi.plugins.history.writer import HistoryWriter
 from tests.harness.processes import free_tcp_port, wait_for
 from tests.harness.stores import InfluxDB, VictoriaMetrics
 
@@ -40,7 +41,7 @@ def start_writer(url: str, spool_dir: Path, **options) -> HistoryWriter:
         LineFormat(),
         batch_size=options.pop("batch_size", 500),
         flush_interval=options.pop("flush_interval", 0.1),
-        backoff=Backoff(0.05, 0.3),
+        backoff=Backoff(0.05, 0.3, jitter=0.5),
     )
     writer.start()
     return writer
